@@ -1,0 +1,3 @@
+"""Headless stand-ins for ComfyUI core nodes (placeholder: filled in by the runner issue)."""
+
+HEADLESS_NODE_CLASS_MAPPINGS: dict[str, type] = {}

@@ -1,0 +1,4 @@
+"""ComfyUI nodes for latent_ops.interp (placeholder: filled in by its issue)."""
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
