@@ -1,0 +1,283 @@
+"""Workflow files: API format, UI format (what the graph editor saves) and PNGs that carry either.
+
+UI → API follows the editor's ``graphToPrompt``: widget values are positional in input order
+(required, then optional; widget types only), the seed widget's extra ``control_after_generate``
+value and upload buttons' values are skipped, links override widgets, reroutes are followed,
+primitive nodes are inlined, muted nodes (mode 2) are dropped, bypassed nodes (mode 4) pass the
+first input of the same type through, and links that end at a dropped node are removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import WorkflowError
+from .schema import CONTROL_VALUES, NodeDef, node_def
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MODE_MUTED, MODE_BYPASS = 2, 4
+REROUTE, PRIMITIVE = "Reroute", "PrimitiveNode"
+FRONTEND_ONLY = frozenset({REROUTE, PRIMITIVE, "Note", "MarkdownNote"})
+
+
+@dataclass
+class Workflow:
+    """A loaded workflow: the API prompt to run and, when known, the UI graph it came from."""
+
+    prompt: dict[str, dict[str, Any]]
+    ui: dict[str, Any] | None
+    source: str
+
+
+def is_link(value: Any) -> bool:  # noqa: ANN401
+    """``[node_id, output_slot]``: ComfyUI treats every length-2 list as a link."""
+    return isinstance(value, list) and len(value) == 2
+
+
+def _reject_constant(name: str) -> Any:  # noqa: ANN401
+    raise WorkflowError(f"JSON contains {name}, which is not valid JSON")
+
+
+def parse_json(text: str | bytes, what: str = "workflow") -> Any:  # noqa: ANN401
+    """Parse JSON strictly (no NaN/Infinity) with errors fit for people.
+
+    Raises:
+        WorkflowError: for invalid JSON, undecodable bytes or absurd nesting.
+    """
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8-sig")
+        return json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError as err:
+        raise WorkflowError(f"{what} is not UTF-8 text (neither JSON nor PNG): {err}") from None
+    except json.JSONDecodeError as err:
+        raise WorkflowError(f"{what} is not valid JSON: {err}") from None
+    except ValueError as err:  # e.g. an integer with more digits than Python parses
+        raise WorkflowError(f"{what} cannot be read: {err}") from None
+    except RecursionError:
+        raise WorkflowError(f"{what} is nested too deeply to be a workflow") from None
+
+
+def load(path: str | Path, registry: Mapping[str, type], display_names: Mapping[str, str] | None = None) -> Workflow:
+    """Read a workflow file: API JSON, UI JSON, a ``POST /prompt`` body, or a PNG with text chunks.
+
+    Raises:
+        WorkflowError: unreadable file, not a workflow, or a PNG without workflow chunks.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise WorkflowError(f"{path}: {size} bytes is too big for a workflow file (limit {MAX_FILE_BYTES})")
+        data = path.read_bytes()
+    except OSError as err:
+        raise WorkflowError(f"cannot read workflow {path}: {err.strerror or err}") from None
+    if data.startswith(PNG_SIGNATURE):
+        from .. import files  # imports torch; only PNG workflows need it
+
+        try:
+            chunks = files.read_png_text(data)
+        except files.FileAccessError as err:
+            raise WorkflowError(f"{path}: {err}") from None
+        ui = parse_json(chunks["workflow"], f"{path} 'workflow' chunk") if "workflow" in chunks else None
+        if "prompt" in chunks:
+            prompt = parse_json(chunks["prompt"], f"{path} 'prompt' chunk")
+            return Workflow(_check_api(prompt), ui if isinstance(ui, dict) else None, "png")
+        if ui is not None:
+            return Workflow(ui_to_api(ui, registry, display_names), ui, "png")
+        raise WorkflowError(f"{path}: PNG has no 'prompt' or 'workflow' text chunk (was it saved with metadata?)")
+    return from_data(parse_json(data, str(path)), registry, display_names)
+
+
+def from_data(data: Any, registry: Mapping[str, type], display_names: Mapping[str, str] | None = None) -> Workflow:  # noqa: ANN401
+    """Recognise parsed JSON as UI format, API format or a ``POST /prompt`` body."""
+    if not isinstance(data, dict):
+        raise WorkflowError(f"a workflow must be a JSON object, got {type(data).__name__}")
+    if "nodes" in data and "links" in data:
+        return Workflow(ui_to_api(data, registry, display_names), data, "ui")
+    if isinstance(data.get("prompt"), dict):
+        extra = data.get("extra_data")
+        ui = extra.get("extra_pnginfo", {}).get("workflow") if isinstance(extra, dict) else None
+        return Workflow(_check_api(data["prompt"]), ui if isinstance(ui, dict) else None, "api")
+    return Workflow(_check_api(data), None, "api")
+
+
+def _check_api(prompt: Any) -> dict[str, dict[str, Any]]:  # noqa: ANN401
+    if not isinstance(prompt, dict) or not prompt:
+        raise WorkflowError("an API-format workflow must be a non-empty JSON object of nodes")
+    bad = [k for k, v in prompt.items() if not isinstance(v, dict) or "class_type" not in v]
+    if len(bad) == len(prompt):
+        raise WorkflowError("not a workflow: no entry has a 'class_type' (expected API or UI format)")
+    return prompt
+
+
+# ----------------------------------------------------------------------------- UI -> API
+def widget_slots(values: Any, nd: NodeDef) -> dict[str, int | str]:  # noqa: ANN401
+    """Map each widget input to its position in ``widgets_values`` (or its key if a dict)."""
+    if isinstance(values, Mapping):
+        return {w.name: w.name for w in nd.widgets if w.name in values}
+    if values is None:
+        values = []
+    if not isinstance(values, list):
+        raise WorkflowError(f"{nd.class_type}: widgets_values must be a list, got {type(values).__name__}")
+    slots: dict[str, int | str] = {}
+    pos = 0
+    for w in nd.widgets:
+        if pos >= len(values):
+            break
+        slots[w.name] = pos
+        pos += 1
+        if w.control and pos < len(values) and isinstance(values[pos], str) and values[pos] in CONTROL_VALUES:
+            pos += 1
+        if w.upload and pos < len(values):
+            pos += 1
+    return slots
+
+
+def widget_default(w: Any) -> Any:  # noqa: ANN401 - an InputDef
+    """The value the editor gives a widget that ``widgets_values`` does not cover."""
+    if "default" in w.options:
+        return w.options["default"]
+    if w.choices:
+        return w.choices[0]
+    return {"INT": w.options.get("min", 0), "FLOAT": w.options.get("min", 0.0), "BOOLEAN": False}.get(w.type, "")
+
+
+def _ui_links(ui: Mapping[str, Any]) -> dict[int, tuple[str, int, str | None]]:
+    raw = ui.get("links") or []
+    if not isinstance(raw, list):
+        raise WorkflowError("UI workflow: 'links' must be a list")
+    links: dict[int, tuple[str, int, str | None]] = {}
+    for entry in raw:
+        if isinstance(entry, list) and len(entry) >= 5:
+            lid, origin, slot, ltype = entry[0], entry[1], entry[2], entry[5] if len(entry) > 5 else None
+        elif isinstance(entry, dict):
+            lid, origin, slot, ltype = entry.get("id"), entry.get("origin_id"), entry.get("origin_slot"), entry.get("type")
+        else:
+            raise WorkflowError(f"UI workflow: malformed link {entry!r:.80}")
+        if not isinstance(lid, int) or not isinstance(slot, int) or not isinstance(origin, (int, str)):
+            raise WorkflowError(f"UI workflow: malformed link {entry!r:.80}")
+        links[lid] = (str(origin), slot, ltype if isinstance(ltype, str) else None)
+    return links
+
+
+def _ui_nodes(ui: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    raw = ui.get("nodes")
+    if not isinstance(raw, list):
+        raise WorkflowError("UI workflow: 'nodes' must be a list")
+    subgraphs = {s.get("id") for s in (ui.get("definitions") or {}).get("subgraphs", []) if isinstance(s, dict)}
+    nodes: dict[str, dict[str, Any]] = {}
+    for node in raw:
+        if not isinstance(node, dict) or not isinstance(node.get("id"), (int, str)) or not isinstance(node.get("type"), str):
+            raise WorkflowError(f"UI workflow: malformed node {node!r:.80} (needs an 'id' and a 'type')")
+        if node["type"] in subgraphs:
+            raise WorkflowError(f"UI workflow: node {node['id']} is a subgraph; subgraphs are not supported, unpack it")
+        if node["type"].startswith(("workflow>", "workflow/")):
+            raise WorkflowError(f"UI workflow: node {node['id']} is a group node ({node['type'][:60]!r}); "
+                                "group nodes are not supported, convert it back to nodes")
+        if not isinstance(node.get("inputs") or [], list) or not isinstance(node.get("outputs") or [], list):
+            raise WorkflowError(f"UI workflow: node {node['id']}: 'inputs'/'outputs' must be lists")
+        nodes[str(node["id"])] = node
+    return nodes
+
+
+def _input_link(node: Mapping[str, Any], index: int) -> Any:  # noqa: ANN401
+    inputs = node.get("inputs") or []
+    if 0 <= index < len(inputs) and isinstance(inputs[index], dict):
+        return inputs[index].get("link")
+    return None
+
+
+def _resolve(link_id: Any, want: str | None, nodes: Mapping[str, dict], links: Mapping[int, tuple]) -> Any:  # noqa: ANN401
+    """Follow reroutes/bypasses from a link; ``("link", [id, slot])``, ``("value", v)`` or ``None``."""
+    seen: set[int] = set()
+    while isinstance(link_id, int) and link_id in links and link_id not in seen:
+        seen.add(link_id)
+        origin_id, slot, _ = links[link_id]
+        origin = nodes.get(origin_id)
+        if origin is None:
+            return None
+        kind = origin["type"]
+        if kind == REROUTE:
+            link_id = _input_link(origin, 0)
+            continue
+        if kind == PRIMITIVE:
+            values = origin.get("widgets_values")
+            return ("value", values[0]) if isinstance(values, list) and values else None
+        mode = origin.get("mode", 0)
+        if mode == MODE_MUTED or kind in FRONTEND_ONLY:
+            return None
+        if mode == MODE_BYPASS:
+            inputs = origin.get("inputs") or []
+            order = [slot, *range(len(inputs))]
+            match = next((i for i in order if 0 <= i < len(inputs) and isinstance(inputs[i], dict)
+                          and inputs[i].get("type") == want), None)
+            if match is None:
+                return None
+            link_id = inputs[match].get("link")
+            continue
+        return ("link", [origin_id, slot])
+    return None
+
+
+def ui_to_api(ui: Mapping[str, Any], registry: Mapping[str, type],
+              display_names: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Convert a UI-format graph to the API prompt the editor would send.
+
+    Nodes whose class is not in ``registry`` are kept with their linked inputs only, so that
+    validation reports them (``missing_node_type``) together with every other problem.
+
+    Raises:
+        WorkflowError: if the graph's structure is malformed or uses subgraphs.
+    """
+    nodes, links = _ui_nodes(ui), _ui_links(ui)
+    names = display_names or {}
+    prompt: dict[str, dict[str, Any]] = {}
+    defs: dict[str, NodeDef] = {}
+    for nid, node in nodes.items():
+        kind = node["type"]
+        if kind in FRONTEND_ONLY or node.get("mode", 0) in (MODE_MUTED, MODE_BYPASS):
+            continue
+        inputs: dict[str, Any] = {}
+        if kind in registry:
+            nd = defs.get(kind) or defs.setdefault(kind, node_def(kind, registry[kind]))
+            values = node.get("widgets_values")
+            slots = widget_slots(values, nd)
+            for w in nd.widgets:
+                inputs[w.name] = values[slots[w.name]] if w.name in slots else widget_default(w)
+        for entry in node.get("inputs") or []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or entry.get("link") is None:
+                continue
+            resolved = _resolve(entry["link"], entry.get("type"), nodes, links)
+            if resolved is None:
+                inputs.pop(entry["name"], None)
+            else:
+                inputs[entry["name"]] = resolved[1]
+        title = node.get("title") or names.get(kind) or kind
+        prompt[nid] = {"inputs": inputs, "class_type": kind, "_meta": {"title": title}}
+    # The editor removes links to nodes that are not in the prompt (muted, bypassed, missing).
+    for spec in prompt.values():
+        for name, value in list(spec["inputs"].items()):
+            if is_link(value) and str(value[0]) not in prompt:
+                del spec["inputs"][name]
+    return prompt
+
+
+def set_ui_widget(ui: dict[str, Any], node_id: str, name: str, value: Any, registry: Mapping[str, type]) -> bool:  # noqa: ANN401
+    """Write ``value`` into a UI node's widget (in place); False if it has no such widget."""
+    node = _ui_nodes(ui).get(str(node_id))
+    if node is None or node["type"] not in registry:
+        return False
+    nd = node_def(node["type"], registry[node["type"]])
+    values = node.get("widgets_values")
+    slot = widget_slots(values, nd).get(name)
+    if slot is None:
+        return False
+    values[slot] = copy.deepcopy(value)
+    return True
