@@ -6,8 +6,9 @@ every function falls back to :mod:`latent_ops.progress`, whose hooks the headles
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ._lib import lib
@@ -73,3 +74,21 @@ def compute_device():  # noqa: ANN201 - torch.device
     import torch
 
     return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def comfy_folders() -> Iterator[None]:
+    """Inside ComfyUI, point :mod:`latent_ops.files` at ComfyUI's input/output/temp folders.
+
+    Headless the engine has already configured the folders, so this changes nothing.
+    """
+    folder_paths = _comfy("folder_paths")
+    if folder_paths is None or not hasattr(folder_paths, "get_output_directory"):
+        yield
+        return
+    with lib("files").using(
+        input_dir=folder_paths.get_input_directory(),
+        output_dir=folder_paths.get_output_directory(),
+        temp_dir=folder_paths.get_temp_directory(),
+    ):
+        yield

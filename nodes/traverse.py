@@ -1,4 +1,166 @@
-"""ComfyUI nodes for latent_ops.traverse (placeholder: filled in by its issue)."""
+"""ComfyUI nodes for :mod:`latent_ops.traverse` (dimension traversal) and the labelled image grid."""
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+from __future__ import annotations
+
+from ._lib import lib
+
+traverse = lib("traverse")
+image_lib = lib("images")
+
+MODES = ["channel", "pca", "direction"]
+
+
+def _split_labels(text: str) -> list[str]:
+    """One label per line; a single line is split at commas. Empty text -> no labels."""
+    text = text.strip("\n")
+    if not text.strip():
+        return []
+    parts = text.split("\n") if "\n" in text else text.split(",")
+    return [p.strip() for p in parts]
+
+
+def _per_item(value: object, batch: int, repeats: int) -> object:
+    """A LATENT side entry (``noise_mask``, ``batch_index``) repeated for each output of its item."""
+    if isinstance(value, list) and len(value) == batch:
+        return [v for v in value for _ in range(repeats)]
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) > 2 and shape[0] == batch and batch > 1:
+        return value.repeat_interleave(repeats, dim=0)
+    return value  # a single mask (or one ComfyUI broadcasts) stays as it is
+
+
+class LatentOpsTraverse:
+    """Dimension traversal: a batch of latents sweeping one coordinate per row."""
+
+    CATEGORY = "latent_ops/traverse"
+    DESCRIPTION = (
+        "Sweeps each latent in `samples` along single channels, principal components of the "
+        "per-pixel channel vectors (fitted on `reference`), or the direction direction_a - "
+        "direction_b. Output: rows = input item x swept channel/component, columns = values, "
+        "row-major, ready for VAE Decode and Latent Ops Image Grid (columns, labels). "
+        "noise_mask and batch_index are kept, each item's entry repeated for its outputs."
+    )
+    RETURN_TYPES = ("LATENT", "STRING", "STRING", "STRING", "INT")
+    RETURN_NAMES = ("samples", "labels", "row_labels", "col_labels", "columns")
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "samples": ("LATENT", {"tooltip": "Base latents; every batch item gets its own rows."}),
+                "mode": (MODES, {"default": "channel", "tooltip": "channel: one latent channel at every "
+                         "pixel; pca: a principal colour axis of the per-pixel channel vectors; "
+                         "direction: the whole-latent direction direction_a - direction_b."}),
+                "channels": ("STRING", {"default": "all", "tooltip": "Channels (channel mode) or 0-based "
+                             "components (pca mode) to sweep: 'all', '0,1,2' or '0-3'. Unused in direction mode."}),
+                "range_mode": (list(traverse.RANGE_MODES), {"default": "std", "tooltip": "interval: lo..hi "
+                               "as given (direction: 1 adds the whole a - b); std: multiples of the fitted "
+                               "standard deviation; quantile: lo, hi in [0, 1] of the fitted distribution."}),
+                "lo": ("FLOAT", {"default": -2.0, "min": -1000.0, "max": 1000.0, "step": 0.05,
+                                 "tooltip": "First value of the sweep."}),
+                "hi": ("FLOAT", {"default": 2.0, "min": -1000.0, "max": 1000.0, "step": 0.05,
+                                 "tooltip": "Last value of the sweep."}),
+                "steps": ("INT", {"default": 7, "min": 1, "max": 256, "tooltip": "Values from lo to hi."}),
+                "op": (list(traverse.OPS), {"default": "offset", "tooltip": "offset: add the value "
+                       "(quantile: Q(v) - median); replace: set the coordinate to it. Direction mode: offset only."}),
+                "pingpong": ("BOOLEAN", {"default": False, "tooltip": "Go lo..hi and back without repeating "
+                             "the ends: a seamless loop of 2 * steps - 2 frames."}),
+            },
+            "optional": {
+                "reference": ("LATENT", {"tooltip": "Batch to fit std/quantiles/PCA on (same channels); "
+                              "default: samples itself."}),
+                "direction_a": ("LATENT", {"tooltip": "Direction mode: the direction points from b to a."}),
+                "direction_b": ("LATENT", {"tooltip": "Direction mode: same shape as direction_a."}),
+            },
+        }
+
+    def execute(self, samples: dict, mode: str, channels: str, range_mode: str, lo: float, hi: float,
+                steps: int, op: str, pingpong: bool, reference: dict | None = None,
+                direction_a: dict | None = None, direction_b: dict | None = None) -> tuple:
+        x = samples["samples"]
+        ref = None if reference is None else reference["samples"]
+        name = "LatentOpsTraverse"
+        if ref is not None and (ref.ndim != x.ndim or ref.shape[1] != x.shape[1]):
+            raise ValueError(f"{name}: reference {tuple(ref.shape)} must have the channels of samples {tuple(x.shape)}")
+        try:
+            if mode == "channel":
+                result = traverse.traverse_channels(
+                    x, traverse.parse_indices(channels, x.shape[1], "channels"), mode=range_mode, lo=lo, hi=hi,
+                    steps=steps, op=op, reference=ref, pingpong=pingpong)
+            elif mode == "pca":
+                result = traverse.traverse_pca(
+                    x, ref, components=traverse.parse_indices(channels, x.shape[1], "channels"), mode=range_mode,
+                    lo=lo, hi=hi, steps=steps, op=op, pingpong=pingpong)
+            elif mode == "direction":
+                if direction_a is None or direction_b is None:
+                    raise ValueError("mode 'direction' needs both direction_a and direction_b connected")
+                if op != "offset":
+                    raise ValueError(f"op={op!r} is not defined for mode 'direction' (use 'offset')")
+                a, b = direction_a["samples"], direction_b["samples"]
+                if a.shape != b.shape or a.shape[1:] != x.shape[1:] or a.shape[0] not in (1, x.shape[0]):
+                    raise ValueError(f"direction_a {tuple(a.shape)} and direction_b {tuple(b.shape)} must have "
+                                     f"equal shapes, the item shape of samples {tuple(x.shape)} and batch 1 or {x.shape[0]}")
+                result = traverse.traverse_direction(
+                    x, traverse.direction_between(a, b), mode=range_mode, lo=lo, hi=hi, steps=steps,
+                    normalize=False, reference=ref, pingpong=pingpong)
+            else:
+                raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from err
+        out = {k: _per_item(v, x.shape[0], result.rows // x.shape[0] * result.cols) for k, v in samples.items()}
+        out["samples"] = result.samples
+        return (out, "\n".join(result.labels), "\n".join(result.row_labels), "\n".join(result.col_labels),
+                result.cols)
+
+
+class LatentOpsImageGrid:
+    """A labelled contact sheet of an image batch."""
+
+    CATEGORY = "latent_ops/image"
+    DESCRIPTION = (
+        "Lays a batch of images out row-major on one image with optional labels under each image "
+        "and on the rows/columns (connect Latent Ops Traverse's labels, row_labels, col_labels "
+        "and columns). Small images can be scaled up (nearest) so the text stays readable."
+    )
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("IMAGE",)
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        text = {"multiline": True, "default": ""}
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The batch to lay out, in row-major order."}),
+                "columns": ("INT", {"default": 0, "min": 0, "max": 4096, "tooltip": "Images per row; 0 = near-square."}),
+                "scale": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "Integer nearest-neighbour upscale."}),
+            },
+            "optional": {
+                "labels": ("STRING", {**text, "tooltip": "One label per image: one per line, or comma-separated."}),
+                "row_labels": ("STRING", {**text, "tooltip": "One label per row (lines or commas)."}),
+                "col_labels": ("STRING", {**text, "tooltip": "One label per column (lines or commas)."}),
+                "pad": ("INT", {"default": 2, "min": 0, "max": 256, "tooltip": "Gap between images, pixels."}),
+                "font_size": ("INT", {"default": 0, "min": 0, "max": 256, "tooltip": "Text height; 0 = auto."}),
+            },
+        }
+
+    def execute(self, images: object, columns: int, scale: int, labels: str = "", row_labels: str = "",
+                col_labels: str = "", pad: int = 2, font_size: int = 0) -> tuple:
+        try:
+            sheet = image_lib.grid(images, cols=columns or None, scale=scale, pad=pad, font_size=font_size or None,
+                                   labels=_split_labels(labels), row_labels=_split_labels(row_labels),
+                                   col_labels=_split_labels(col_labels))
+        except ValueError as err:
+            raise ValueError(f"LatentOpsImageGrid: {err}") from err
+        return (sheet,)
+
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {
+    "LatentOpsTraverse": LatentOpsTraverse,
+    "LatentOpsImageGrid": LatentOpsImageGrid,
+}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
+    "LatentOpsTraverse": "Latent Traverse (channels / PCA / direction)",
+    "LatentOpsImageGrid": "Image Grid (labelled)",
+}
