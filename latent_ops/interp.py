@@ -1,0 +1,297 @@
+"""Linear and spherical interpolation of latents, with guards where slerp has no unique path.
+
+One convention everywhere: ``t = 0`` gives the first input, ``t = 1`` the second. Everything is
+computed in float32 (float64 for float64 inputs) whatever the input dtype, and returned in the
+first input's dtype and device.
+
+Every result is a per-vector linear combination ``wa * a + wb * b``: :func:`pair_weights` turns
+norms and dot products into the two weights, so a batch of interpolations (see
+:mod:`latent_ops.walk`) is planned from a few scalars and written in one sweep over the output.
+
+Guards (the copies of the BlenderNeko slerp in the ecosystem return NaN in the first two cases):
+
+- parallel, identical or scaled-parallel vectors (``1 - cos < eps``): slerp equals lerp there,
+  so lerp is used;
+- antipodal vectors (``1 + cos < eps``): no unique great circle exists; we lerp instead of
+  inventing a third direction, which keeps every output a combination of ``a`` and ``b``. For
+  ``b = -a`` the path goes through the origin (``magnitude="slerp"``), or keeps its norm and
+  flips direction at ``t = 1/2``, where it is zero (``"lerp"``, ``"gaussian"``);
+- a zero vector: lerp, i.e. a linear fade of the magnitude along the other vector's direction.
+
+Magnitude policies (``magnitude=``):
+
+- ``"slerp"``: the textbook formula on the raw vectors (what BlenderNeko's slerp computes when
+  it is finite). Two independent Gaussians keep std ~1 at ``t = 0.5``; vectors with very
+  different norms near the antipodal guard get large coefficients, as the formula implies.
+- ``"lerp"``: slerp the directions and lerp the two norms (ComfyUI's ``LatentInterpolate`` does
+  this with a normalised lerp of the directions).
+- ``"gaussian"``: slerp the directions and give every output vector the norm ``sqrt(D)`` expected
+  of ``N(0, I_D)`` noise, ``D`` the number of elements per vector. The endpoints are therefore
+  the inputs rescaled to that norm, and a zero vector stays zero.
+
+``t`` outside ``[0, 1]`` extrapolates for :func:`lerp` and is rejected by :func:`slerp` (its guard
+branches have no meaningful extrapolation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Granularity = Literal["sample", "pixel"]
+Magnitude = Literal["slerp", "lerp", "gaussian"]
+
+GRANULARITIES: tuple[str, ...] = ("sample", "pixel")
+MAGNITUDES: tuple[str, ...] = ("slerp", "lerp", "gaussian")
+
+
+def _check_choice(func: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{func}: {name} must be one of {list(choices)}, got {value!r}")
+
+
+def check_finite(func: str, name: str, x: Tensor) -> None:
+    """Raise ``ValueError`` naming ``func`` and ``name`` if ``x`` holds NaN or Inf."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{func}: {name} contains NaN or Inf")
+
+
+def _check_pair(func: str, a: Tensor, b: Tensor, min_ndim: int, finite: bool = True) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{func}: a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if a.ndim < min_ndim:
+        raise ValueError(f"{func}: inputs need at least {min_ndim} dims [B, ...], got shape {tuple(a.shape)}")
+    if a.device != b.device:
+        raise ValueError(f"{func}: a and b are on different devices ({a.device} and {b.device})")
+    if not (a.is_floating_point() and b.is_floating_point()):
+        raise ValueError(f"{func}: a and b must be floating point, got {a.dtype} and {b.dtype}")
+    if finite:
+        check_finite(func, "a", a)
+        check_finite(func, "b", b)
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype computations run in: float64 for float64 inputs, float32 for everything else."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _as_t(func: str, t: float | Tensor, batch: int, ndim: int, like: Tensor, *, unit: bool) -> Tensor:
+    """``t`` in ``like``'s dtype and device, of shape ``(1,)*ndim`` or ``(batch, 1, ...)``, validated."""
+    tt = torch.as_tensor(t).to(device=like.device, dtype=like.dtype)
+    if tt.ndim == 0:
+        tt = tt.reshape((1,) * ndim)
+    elif tt.shape == (batch,):
+        tt = tt.reshape((batch,) + (1,) * (ndim - 1))
+    else:
+        raise ValueError(f"{func}: t must be a float or a ({batch},) tensor, got shape {tuple(tt.shape)}")
+    check_finite(func, "t", tt)
+    if unit and bool(((tt < 0) | (tt > 1)).any()):
+        raise ValueError(f"{func}: t must lie in [0, 1], got min {tt.min().item()} max {tt.max().item()}")
+    return tt
+
+
+def lerp(a: Tensor, b: Tensor, t: float | Tensor) -> Tensor:
+    """Linear interpolation ``(1 - t) * a + t * b``; exact endpoints, extrapolates outside [0, 1].
+
+    Args:
+        a: ``[B, ...]`` float tensor, returned at ``t = 0``.
+        b: same shape and device as ``a``, returned at ``t = 1``.
+        t: python float, 0-dim tensor, or ``(B,)`` tensor of per-sample weights.
+
+    Returns:
+        ``[B, ...]`` tensor with ``a``'s dtype and device (computed in float32 or float64).
+
+    Raises:
+        ValueError: shapes or devices differ, ``t`` has the wrong shape, or any input is NaN/Inf.
+    """
+    _check_pair("lerp", a, b, min_ndim=1)
+    dtype = work_dtype(a.dtype)
+    x = a.to(dtype)
+    tt = _as_t("lerp", t, a.shape[0], a.ndim, x, unit=False)
+    return torch.lerp(x, b.to(dtype), tt).to(a.dtype)
+
+
+def pair_weights(
+    na: Tensor,
+    nb: Tensor,
+    dot: Tensor,
+    t: Tensor,
+    *,
+    spherical: bool = True,
+    magnitude: Magnitude = "slerp",
+    size: int,
+    eps: float = 1e-6,
+) -> tuple[Tensor, Tensor]:
+    """Weights ``(wa, wb)`` such that the interpolation of vectors ``a`` and ``b`` is ``wa*a + wb*b``.
+
+    Works on any broadcastable float shapes (one entry per vector pair and ``t``), so the
+    data tensors are touched only by whoever applies the weights.
+
+    Args:
+        na, nb: Euclidean norms ``|a|`` and ``|b|``.
+        dot: dot products ``<a, b>``.
+        t: interpolation positions in ``[0, 1]``.
+        spherical: slerp (True) or lerp (False) of the directions; with ``magnitude="slerp"``
+            and ``spherical=False`` the result is a plain lerp.
+        magnitude: ``"slerp"`` (the method's own norm), ``"lerp"`` (lerp of ``na``, ``nb``) or
+            ``"gaussian"`` (norm ``sqrt(size)``); see the module docstring.
+        size: number of elements ``D`` per vector (for ``"gaussian"``).
+        eps: vectors count as parallel or antipodal when ``1 - |cos| < eps`` (an angle within
+            ``sqrt(2 eps)`` of 0 or pi, about the resolution of a float32 cosine).
+
+    Returns:
+        ``(wa, wb)``: tensors of the broadcast shape. They are exactly ``(1, 0)`` at
+        ``t = 0`` and ``(0, 1)`` at ``t = 1`` unless ``magnitude="gaussian"``.
+    """
+    _check_choice("pair_weights", "magnitude", magnitude, MAGNITUDES)
+    tiny = torch.finfo(torch.float32).tiny
+    prod = na * nb
+    cos = (dot / prod.clamp_min(tiny)).clamp(-1.0, 1.0)
+    flat = (prod == 0) | (1.0 - cos.abs() < eps)  # zero, parallel or antipodal: lerp
+    ca, cb = 1.0 - t, t
+    if spherical:
+        theta = torch.acos(cos)
+        sin = torch.sin(theta).masked_fill_(flat, 1.0)
+        ca = torch.where(flat, ca, torch.sin(ca * theta) / sin)
+        cb = torch.where(flat, cb, torch.sin(cb * theta) / sin)
+    if magnitude == "slerp":
+        wa, wb = ca, cb
+    else:
+        # ca, cb now weight the unit vectors; normalise their combination analytically.
+        inv_a, inv_b = (na > 0) / na.clamp_min(tiny), (nb > 0) / nb.clamp_min(tiny)  # 0 for a zero vector
+        ca, cb = ca * (na > 0), cb * (nb > 0)
+        norm = torch.sqrt((ca * ca + cb * cb + 2.0 * ca * cb * cos).clamp_min(0.0))
+        target = (1.0 - t) * na + t * nb if magnitude == "lerp" else math.sqrt(size)
+        scale = torch.where(norm > 0, target / norm.clamp_min(tiny), 0.0)
+        wa, wb = ca * scale * inv_a, cb * scale * inv_b
+    if magnitude != "gaussian":  # exact endpoints
+        end = (t == 0) | (t == 1)
+        wa, wb = torch.where(end, 1.0 - t, wa), torch.where(end, t, wb)
+    wa, wb, *_ = torch.broadcast_tensors(wa, wb, na, nb, dot, t)
+    return wa, wb
+
+
+def slerp_weights(
+    a: Tensor,
+    b: Tensor,
+    t: float | Tensor,
+    *,
+    granularity: Granularity = "sample",
+    magnitude: Magnitude = "slerp",
+    eps: float = 1e-6,
+) -> tuple[Tensor, Tensor]:
+    """The two coefficient tensors of :func:`slerp`: ``slerp(a, b, t) == wa * a + wb * b``.
+
+    Args: as :func:`slerp`.
+
+    Returns:
+        ``(wa, wb)`` float32 (float64 for float64 ``a``) on ``a``'s device, of shape
+        ``(B, 1, ..., 1)`` (``a.ndim`` dims) for ``"sample"`` and ``(B, 1, *spatial)`` for ``"pixel"``.
+
+    Raises:
+        ValueError: as :func:`slerp`.
+    """
+    _check_choice("slerp", "granularity", granularity, GRANULARITIES)
+    _check_choice("slerp", "magnitude", magnitude, MAGNITUDES)
+    _check_pair("slerp", a, b, min_ndim=2, finite=False)  # checked on the norms, see _weights
+    dtype = work_dtype(a.dtype)
+    x, y = _vectors(a, granularity, dtype), _vectors(b, granularity, dtype)
+    wa, wb = _weights(x, y, t, magnitude=magnitude, eps=eps)
+    if granularity == "sample":
+        wa, wb = (w.reshape((a.shape[0],) + (1,) * (a.ndim - 1)) for w in (wa, wb))
+    return wa, wb
+
+
+def _vectors(a: Tensor, granularity: str, dtype: torch.dtype) -> Tensor:
+    """Vectors along dim 1 in ``dtype``: ``[B, N]`` per sample, ``[B, C, *spatial]`` per pixel."""
+    x = a.to(dtype)
+    return x.reshape(x.shape[0], -1) if granularity == "sample" else x
+
+
+def _weights(
+    x: Tensor, y: Tensor, t: float | Tensor, *, magnitude: Magnitude, eps: float
+) -> tuple[Tensor, Tensor]:
+    tt = _as_t("slerp", t, x.shape[0], x.ndim, x, unit=True)
+    na = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    nb = torch.linalg.vector_norm(y, dim=1, keepdim=True)
+    for name, v, n in (("a", x, na), ("b", y, nb)):
+        if not bool(torch.isfinite(n).all()):  # NaN/Inf anywhere makes a norm non-finite
+            check_finite("slerp", name, v)
+            raise ValueError(f"slerp: {name} is too large (its norm overflows)")
+    dot = torch.linalg.vecdot(x, y, dim=1).unsqueeze(1)
+    return pair_weights(na, nb, dot, tt, spherical=True, magnitude=magnitude, size=x.shape[1], eps=eps)
+
+
+def slerp(
+    a: Tensor,
+    b: Tensor,
+    t: float | Tensor,
+    *,
+    granularity: Granularity = "sample",
+    magnitude: Magnitude = "slerp",
+    eps: float = 1e-6,
+) -> Tensor:
+    """Spherical interpolation; ``t = 0`` gives ``a`` and ``t = 1`` gives ``b`` exactly.
+
+    Args:
+        a: ``[B, ...]`` float tensor (``[B, C, *spatial]`` for ``granularity="pixel"``).
+        b: same shape and device as ``a``.
+        t: python float, 0-dim tensor, or ``(B,)`` tensor, all in ``[0, 1]``.
+        granularity: ``"sample"``: one angle per batch item over all its elements;
+            ``"pixel"``: one angle per position, over the channel vector (dim 1).
+        magnitude: ``"slerp"``, ``"lerp"`` or ``"gaussian"`` (see the module docstring).
+        eps: parallel/antipodal threshold on ``1 - |cos|`` (see :func:`pair_weights`).
+
+    Returns:
+        ``[B, ...]`` tensor with ``a``'s dtype and device, computed in float32 (float64 for
+        float64 ``a``). Always finite.
+
+    Raises:
+        ValueError: shapes or devices differ (both shapes named), fewer than 2 dims, NaN/Inf
+            in ``a``, ``b`` or ``t``, ``t`` outside ``[0, 1]`` or of the wrong shape, or an
+            unknown ``granularity``/``magnitude``.
+    """
+    _check_choice("slerp", "granularity", granularity, GRANULARITIES)
+    _check_choice("slerp", "magnitude", magnitude, MAGNITUDES)
+    _check_pair("slerp", a, b, min_ndim=2, finite=False)  # checked on the norms, see _weights
+    dtype = work_dtype(a.dtype)
+    x, y = _vectors(a, granularity, dtype), _vectors(b, granularity, dtype)
+    wa, wb = _weights(x, y, t, magnitude=magnitude, eps=eps)
+    out = x * wa
+    out.addcmul_(y, wb)
+    return out.reshape(a.shape).to(a.dtype)
+
+
+def match_batch(a: Tensor, b: Tensor, names: tuple[str, str] = ("a", "b")) -> tuple[Tensor, Tensor]:
+    """Broadcast a batch of one against a batch of ``B`` (as ComfyUI latent nodes do).
+
+    Args:
+        a, b: ``[Ba, ...]`` and ``[Bb, ...]`` tensors with equal trailing shapes.
+        names: how to call the two inputs in the error message (e.g. node parameter names).
+
+    Returns:
+        ``(a, b)``, the one with batch 1 expanded (a view, no copy) when the batches differ.
+
+    Raises:
+        ValueError: trailing shapes differ, or batches differ and neither is 1.
+    """
+    if (
+        a.ndim == 0
+        or b.ndim == 0
+        or a.shape[1:] != b.shape[1:]
+        or (a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0]))
+    ):
+        raise ValueError(
+            f"{names[0]} and {names[1]} do not match: shapes {tuple(a.shape)} and {tuple(b.shape)} "
+            "(need equal shapes, or a batch of 1 against any batch)"
+        )
+    if a.shape[0] == 1 and b.shape[0] != 1:
+        a = a.expand_as(b)
+    elif b.shape[0] == 1 and a.shape[0] != 1:
+        b = b.expand_as(a)
+    return a, b
