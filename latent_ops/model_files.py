@@ -1,0 +1,127 @@
+"""Reading weight files without trusting them: safetensors header checks, pickles refused.
+
+Reusable for any model (VAE, UNet): :func:`load_state_dict_safely` returns a plain CPU state dict.
+Pickled files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) are refused unless ``allow_pickle=True``,
+which loads them with ``torch.load(weights_only=True)`` (no arbitrary code runs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+StateDict = dict[str, Tensor]
+
+SAFE_EXTENSIONS = (".safetensors", ".sft")
+PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin")
+_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+    "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
+}  # fmt: skip
+MAX_HEADER_BYTES = 100 * 2**20
+
+
+class ModelLoadError(ValueError):
+    """A model file that is missing, unsafe, corrupt, or not a supported VAE (message names it)."""
+
+
+# --------------------------------------------------------------------------- files
+def check_safetensors_header(path: Path) -> dict:
+    """Validate a ``.safetensors`` header against the file size without reading tensor data.
+
+    Returns:
+        The parsed header (tensor name -> ``{"dtype", "shape", "data_offsets"}``).
+
+    Raises:
+        ModelLoadError: truncated file, header length beyond the file, invalid JSON, unknown
+            dtype, or tensor offsets/sizes that do not fit (message names the file).
+    """
+    name = str(path)
+    size = path.stat().st_size
+    if size < 8:
+        raise ModelLoadError(f"{name}: not a safetensors file ({size} bytes, shorter than the 8-byte header size)")
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        if n <= 1 or n > MAX_HEADER_BYTES or 8 + n > size:
+            raise ModelLoadError(f"{name}: corrupt or truncated safetensors file (header length {n}, file size {size})")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{name}: safetensors header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"{name}: safetensors header is not a JSON object")
+    data_len = size - 8 - n
+    end_max = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
+            nbytes = math.prod(int(s) for s in shape) * _DTYPE_BYTES[dtype]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{name}: bad header entry for tensor {key!r} ({exc!r})") from None
+        if not (0 <= start <= end) or end - start != nbytes:
+            raise ModelLoadError(f"{name}: tensor {key!r} has offsets {start}..{end} for {nbytes} bytes")
+        end_max = max(end_max, end)
+    if end_max > data_len:
+        raise ModelLoadError(
+            f"{name}: truncated safetensors file (tensors need {end_max} data bytes, file has {data_len})"
+        )
+    return header
+
+
+def load_state_dict_safely(path: str | Path, allow_pickle: bool = False) -> StateDict:
+    """Load a weights file into a CPU state dict without running code from it.
+
+    Args:
+        path: ``.safetensors``/``.sft`` (header checked first), or a pickle file
+            (``.ckpt``/``.pt``/``.pth``/``.bin``) which needs ``allow_pickle=True``.
+        allow_pickle: load pickles with ``torch.load(weights_only=True)``.
+
+    Returns:
+        ``{name: tensor}``; a ``"state_dict"`` wrapper (Lightning checkpoints) is unwrapped and
+        non-tensor entries are dropped.
+
+    Raises:
+        ModelLoadError: missing, refused, truncated or corrupt files, or files holding no tensors.
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{name}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in SAFE_EXTENSIONS:
+        check_safetensors_header(path)
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            sd = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{name}: cannot read safetensors file ({exc})") from None
+    elif suffix in PICKLE_EXTENSIONS:
+        if not allow_pickle:
+            raise ModelLoadError(
+                f"{name}: refusing to load a pickled {suffix} file (pickles can run arbitrary code). Convert it to "
+                ".safetensors, or opt in with allow_pickle=True (node: allow_pickle), which reads it with "
+                "torch.load(weights_only=True)"
+            )
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - pickle errors come in many types; re-raised with the file name
+            raise ModelLoadError(f"{name}: cannot load with weights_only=True ({type(exc).__name__}: {exc})") from None
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            obj = obj["state_dict"]
+        if not isinstance(obj, dict):
+            raise ModelLoadError(f"{name}: pickle holds a {type(obj).__name__}, not a state dict")
+        sd = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, Tensor)}
+    else:
+        raise ModelLoadError(f"{name}: unsupported extension {suffix!r}; expected .safetensors")
+    if not sd:
+        raise ModelLoadError(f"{name}: file holds no tensors")
+    return sd
