@@ -28,11 +28,14 @@ class LatentOpsSaveAnimation:
                 "fps": ("FLOAT", {"default": 12.0, "min": 0.1, "max": 100.0, "step": 0.1}),
                 "loop": ("BOOLEAN", {"default": True, "tooltip": "Loop forever (seamless walks), or play once."}),
             },
+            "optional": {
+                "scale": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "Enlarge small frames (nearest)."}),
+            },
         }
 
-    def execute(self, images: object, filename_prefix: str, fps: float, loop: bool) -> dict:
+    def execute(self, images: object, filename_prefix: str, fps: float, loop: bool, scale: int = 1) -> dict:
         with comfy_folders():
-            saved = lib("animation").save_animation(images, filename_prefix, fps=fps, loop=loop)
+            saved = lib("animation").save_animation(images, filename_prefix, fps=fps, loop=loop, scale=scale)
         return {"ui": {"images": [saved], "animated": (True,)}, "result": ()}
 
 

@@ -35,13 +35,15 @@ def test_save_animation_writes_gif_in_output_folder(tmp_path) -> None:
     node = _node("LatentOpsSaveAnimation")
     with files.using(output_dir=tmp_path):
         first = node.execute(frames, "walks/run", 10.0, True)
-        second = node.execute(frames, "walks/run", 10.0, False)
+        second = node.execute(frames, "walks/run", 10.0, False, scale=3)
     names = [r["ui"]["images"][0]["filename"] for r in (first, second)]
     assert names == ["run_00001_.gif", "run_00002_.gif"]
     assert first["ui"]["images"][0]["subfolder"] == "walks"
     with Image.open(tmp_path / "walks" / names[0]) as gif:
         assert gif.n_frames == 5 and gif.size == (12, 8)
         assert gif.info.get("loop") == 0
+    with Image.open(tmp_path / "walks" / names[1]) as gif:
+        assert gif.size == (36, 24) and "loop" not in gif.info
     assert sorted(p.name for p in (tmp_path / "walks").iterdir()) == names  # no temp files left
 
 

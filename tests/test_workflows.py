@@ -47,7 +47,10 @@ def test_workflow_validates_and_runs_headless(path: Path, tmp_path: Path, regist
         result = Engine(registry).run(workflow.prompt, extra_pnginfo={"workflow": workflow.ui})
     written = sorted(p for p in out.rglob("*") if p.is_file())
     assert written, f"{path.name} wrote nothing"
-    reported = {e["filename"] for ui in result.ui.values() for entries in ui.values() for e in entries}
+    # ui lists hold file entries (dicts) and flags such as SaveAnimation's "animated": (True,)
+    reported = {
+        e["filename"] for ui in result.ui.values() for entries in ui.values() for e in entries if isinstance(e, dict)
+    }
     assert {p.name for p in written} == reported
     for file in written:
         if file.suffix == ".png":
