@@ -71,6 +71,12 @@ class LatentOpsVAELoader:
         return (vae,)
 
 
+_TILING = {
+    "tile_size": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip": "Tile edge in pixels; 0 = automatic."}),
+    "overlap": ("INT", {"default": 64, "min": 0, "max": 1024, "step": 8, "tooltip": "Tile halo in pixels (tiles mode)."}),
+}
+
+
 class LatentOpsVAEEncode:
     CATEGORY = "latent_ops/vae"
     DESCRIPTION = (
@@ -87,14 +93,7 @@ class LatentOpsVAEEncode:
             "required": {
                 "pixels": ("IMAGE", {"tooltip": "Images [B,H,W,C] in [0,1]; sizes are centre-cropped to the VAE's factor."}),
                 "vae": ("VAE", {"tooltip": "A Latent Ops or ComfyUI VAE."}),
-                "tile_size": (
-                    "INT",
-                    {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip": "Tile edge in pixels; 0 = automatic."},
-                ),
-                "overlap": (
-                    "INT",
-                    {"default": 64, "min": 0, "max": 1024, "step": 8, "tooltip": "Tile halo in pixels (tiles mode)."},
-                ),
+                **_TILING,
             },
             "optional": {
                 "mode": (["mean", "sample"], {"default": "mean", "tooltip": "Posterior mean (ComfyUI) or a sample."}),
@@ -127,14 +126,7 @@ class LatentOpsVAEDecode:
             "required": {
                 "samples": ("LATENT", {"tooltip": "Raw latents."}),
                 "vae": ("VAE", {"tooltip": "A Latent Ops or ComfyUI VAE."}),
-                "tile_size": (
-                    "INT",
-                    {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip": "Tile edge in pixels; 0 = automatic."},
-                ),
-                "overlap": (
-                    "INT",
-                    {"default": 64, "min": 0, "max": 1024, "step": 8, "tooltip": "Tile halo in pixels (tiles mode)."},
-                ),
+                **_TILING,
             },
             "optional": {
                 "batch_chunk": (
