@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
+import types
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -26,3 +30,34 @@ def registry() -> dict[str, type]:
     import latent_ops_nodes
 
     return latent_ops_nodes.headless_registry()
+
+
+def _load_kdiffusion_sampling() -> types.ModuleType:
+    """Import k_diffusion.sampling alone (its package __init__ needs torchvision, skimage, ...)."""
+    spec = importlib.util.find_spec("k_diffusion")
+    if spec is None:
+        pytest.skip("k-diffusion not installed (pip install --no-deps k-diffusion torchsde torchdiffeq)")
+    pytest.importorskip("torchsde")
+    pytest.importorskip("torchdiffeq")
+    names = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional",
+             "k_diffusion", "k_diffusion.utils", "k_diffusion.sampling")
+    saved = {k: sys.modules.get(k) for k in names}
+    try:
+        tv, tvt, tvf = (types.ModuleType(n) for n in names[:3])
+        tv.transforms, tvt.functional = tvt, tvf
+        pkg = types.ModuleType("k_diffusion")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules.update(dict(zip(names[:4], (tv, tvt, tvf, pkg), strict=True)))
+        return importlib.import_module("k_diffusion.sampling")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+@pytest.fixture(scope="session")
+def kdiffusion_sampling() -> types.ModuleType:
+    """k-diffusion's sampling module, the reference for sampler and schedule tests (skips if absent)."""
+    return _load_kdiffusion_sampling()

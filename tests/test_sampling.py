@@ -6,9 +6,6 @@ and the probability-flow ODE from ``x_T`` at ``sigma_T`` ends at ``x_T * sqrt(s2
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 import types
 
 import pytest
@@ -26,34 +23,9 @@ def gauss_model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return x * S2 / (S2 + s**2)
 
 
-def load_kdiffusion_sampling() -> types.ModuleType:
-    """Import k_diffusion.sampling alone (its package __init__ needs torchvision, skimage, ...)."""
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None:
-        pytest.skip("k-diffusion not installed (pip install --no-deps k-diffusion torchsde torchdiffeq)")
-    pytest.importorskip("torchsde")
-    pytest.importorskip("torchdiffeq")
-    names = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional",
-             "k_diffusion", "k_diffusion.utils", "k_diffusion.sampling")
-    saved = {k: sys.modules.get(k) for k in names}
-    try:
-        tv, tvt, tvf = (types.ModuleType(n) for n in names[:3])
-        tv.transforms, tvt.functional = tvt, tvf
-        pkg = types.ModuleType("k_diffusion")
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules.update(dict(zip(names[:4], (tv, tvt, tvf, pkg), strict=True)))
-        return importlib.import_module("k_diffusion.sampling")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-
-
 @pytest.fixture(scope="module")
-def kd() -> types.ModuleType:
-    return load_kdiffusion_sampling()
+def kd(kdiffusion_sampling: types.ModuleType) -> types.ModuleType:
+    return kdiffusion_sampling
 
 
 @pytest.fixture(scope="module")

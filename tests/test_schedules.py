@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -14,31 +10,6 @@ import torch
 
 from latent_ops import schedules
 from latent_ops.denoisers import DiscreteSampling, FlowSampling
-
-
-def load_kdiffusion_sampling() -> types.ModuleType:
-    """Import k_diffusion.sampling alone (its package __init__ needs torchvision, skimage, ...)."""
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None:
-        pytest.skip("k-diffusion not installed (pip install --no-deps k-diffusion torchsde torchdiffeq)")
-    pytest.importorskip("torchsde")
-    pytest.importorskip("torchdiffeq")
-    names = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional",
-             "k_diffusion", "k_diffusion.utils", "k_diffusion.sampling")
-    saved = {k: sys.modules.get(k) for k in names}
-    try:
-        tv, tvt, tvf = (types.ModuleType(n) for n in names[:3])
-        tv.transforms, tvt.functional = tvt, tvf
-        pkg = types.ModuleType("k_diffusion")
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules.update(dict(zip(names[:4], (tv, tvt, tvf, pkg), strict=True)))
-        return importlib.import_module("k_diffusion.sampling")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +31,8 @@ def test_sd_sigma_table(ms):
 
 
 @pytest.mark.parametrize("steps", [1, 3, 20])
-def test_karras_exponential_match_kdiffusion(steps):
-    k = load_kdiffusion_sampling()
+def test_karras_exponential_match_kdiffusion(steps, kdiffusion_sampling):
+    k = kdiffusion_sampling
     torch.testing.assert_close(schedules.karras(steps, 0.03, 14.6), k.get_sigmas_karras(steps, 0.03, 14.6))
     torch.testing.assert_close(schedules.exponential(steps, 0.03, 14.6), k.get_sigmas_exponential(steps, 0.03, 14.6))
 
