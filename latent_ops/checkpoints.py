@@ -237,6 +237,8 @@ def load_single_file(path: str | Path, *, device: torch.device | str = "cpu", dt
     _load_weights(unet, convert_ldm_unet_checkpoint(sd, unet.config), "UNet", path)
     tok_dir = _tokenizer_dir(path, tokenizer_dir)
     tok = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
+    bang = tok.convert_tokens_to_ids("!")  # OpenCLIP towers (SD2, SDXL's G) pad with "!" (id 0 in CLIP's vocab)
+    pad_open = bang if isinstance(bang, int) and bang != tok.unk_token_id else None
     parts: list[ClipPart] = []
     if family == "sd1":
         te = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg_dir("text_encoder", "sd15-clip")))
@@ -245,16 +247,15 @@ def load_single_file(path: str | Path, *, device: torch.device | str = "cpu", dt
     elif family == "sd2":
         te = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg_dir("text_encoder", "sd2-clip")))
         _load_weights(te, convert_open_clip_checkpoint(te, sd, prefix="cond_stage_model.model."), "OpenCLIP", path)
-        parts.append(ClipPart(tok, te, "last"))
+        parts.append(ClipPart(tok, te, "last", pad_id=pad_open))
     else:
         te1 = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg_dir("text_encoder", "sdxl-clip-l")))
         _load_weights(te1, convert_ldm_clip_checkpoint(sd), "CLIP-L", path)
         te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(cfg_dir("text_encoder_2", "sdxl-clip-g")))
         _load_weights(te2, convert_open_clip_checkpoint(te2, sd, prefix="conditioner.embedders.1.model."),
                       "CLIP-G", path)
-        bang = tok.convert_tokens_to_ids("!")  # SDXL's second tokenizer pads with "!" (id 0 in CLIP's vocab)
-        pad_g = bang if isinstance(bang, int) and bang != tok.unk_token_id else None
-        parts += [ClipPart(tok, te1, "penultimate"), ClipPart(tok, te2, "penultimate", projection=True, pad_id=pad_g)]
+        parts += [ClipPart(tok, te1, "penultimate"),
+                  ClipPart(tok, te2, "penultimate", projection=True, pad_id=pad_open)]
     vae = models.load_vae(path, family="sdxl" if family == "sdxl" else "sd15", device=device, dtype=dtype)
     pred = prediction or (_v_heuristic(sd) if family == "sd2" else "eps")
     ms = DiscreteSampling.from_betas(prediction=pred)  # type: ignore[arg-type]

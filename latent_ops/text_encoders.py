@@ -109,7 +109,12 @@ class UNetBackbone:
             w = width or x.shape[-1] * self.downscale
             ids = [h, w, crop_h, crop_w, target_height or h, target_width or w]
             time_ids = torch.tensor([ids], dtype=self.dtype, device=x.device).expand(x.shape[0], -1)
-            added = {"text_embeds": pooled_output.to(x.device, self.dtype), "time_ids": time_ids}
-        out = self.unet(x.to(self.dtype), t, encoder_hidden_states=cond.to(x.device, self.dtype),
+            added = {"text_embeds": _batch_to(pooled_output, x.shape[0]).to(x.device, self.dtype), "time_ids": time_ids}
+        out = self.unet(x.to(self.dtype), t, encoder_hidden_states=_batch_to(cond, x.shape[0]).to(x.device, self.dtype),
                         added_cond_kwargs=added, return_dict=False)[0]
         return out.to(x.dtype)
+
+
+def _batch_to(t: Tensor, batch: int) -> Tensor:
+    """Broadcast a batch-1 conditioning tensor ``[1, ...]`` to ``[batch, ...]`` (others unchanged)."""
+    return t.expand(batch, *t.shape[1:]) if t.shape[0] == 1 and batch > 1 else t
