@@ -21,7 +21,9 @@ def tiny_runs(tmp_path_factory):
     out1, out2 = tmp_path_factory.mktemp("run1"), tmp_path_factory.mktemp("run2")
     tr.main(["--tiny", "--out", str(out1), "--seed", "3"])
     tr.main(["--tiny", "--out", str(out2), "--seed", "3"])
-    return out1, out2
+    out3 = tmp_path_factory.mktemp("run3")
+    tr.main(["--tiny", "--out", str(out3), "--seed", "3", "--min-snr-gamma", "5", "--time-scale-shift", "scale_shift"])
+    return out1, out2, out3
 
 
 def test_writes_a_loadable_embedded_folder(tiny_runs):
@@ -36,6 +38,16 @@ def test_writes_a_loadable_embedded_folder(tiny_runs):
     x = torch.zeros(2, 4, 8, 8)
     eps = parts.backbone(x, torch.tensor([999, 10]), torch.cat([parts.text_encoder.embed("A"),
                                                                   parts.text_encoder.embed("")]))
+    assert eps.shape == x.shape and bool(torch.isfinite(eps).all())
+
+
+def test_recipe_options_reach_the_exported_unet(tiny_runs):
+    cfg = json.loads((tiny_runs[2] / "unet" / "config.json").read_text())
+    rec = json.loads((tiny_runs[2] / "training.json").read_text())["config"]
+    assert cfg["resnet_time_scale_shift"] == "scale_shift" and rec["min_snr_gamma"] == 5.0
+    parts = load_embedded(tiny_runs[2])
+    x = torch.zeros(1, 4, 8, 8)
+    eps = parts.backbone(x, torch.tensor([500]), parts.text_encoder.embed("7"))
     assert eps.shape == x.shape and bool(torch.isfinite(eps).all())
 
 
@@ -88,6 +100,29 @@ def test_export_matches_training_form():
         want = unet(x, t, class_labels=y).sample
         got = exported(x, t, class_labels=unet.class_embedding.weight[y]).sample
     torch.testing.assert_close(got, want)
+
+
+def test_min_snr_weight():
+    acp = torch.cumprod(1.0 - tr.scaled_linear_betas(), 0).float()
+    w = tr.min_snr_weight(acp, 5.0)
+    snr = acp / (1 - acp)
+    assert w.shape == (1000,) and float(w.max()) == pytest.approx(1.0) and float(w.min()) > 0
+    assert bool((w[snr <= 5] == 1).all())
+    torch.testing.assert_close(w[snr > 5], 5.0 / snr[snr > 5])
+    assert bool((w[1:] >= w[:-1]).all())  # noisier steps weigh at least as much
+    assert bool((tr.min_snr_weight(acp, 0.0) == 1).all())
+
+
+def test_model_card_states_the_recipe(tiny_runs):
+    from latent_ops.embedded.model_card import write_model_card
+
+    metrics = {"heldout_psnr_db": {"glyph": 26.0, "emoji": 22.0, "photo": 21.0},
+               "classifier": {"train_images": 72, "heldout_real_acc": 0.9, "vae_reconstruction_acc": 0.8, "seed": 0},
+               "samples": {"n": 36, "steps": 20, "cfg": 4.0, "accuracy": 0.5, "accuracy_cfg1_n72": 0.2}}
+    text = write_model_card(tiny_runs[0], metrics).read_text()
+    cfg = json.loads((tiny_runs[0] / "training.json").read_text())["config"]
+    assert f"--vae-steps {cfg['vae_steps']} --ldm-steps {cfg['ldm_steps']}" in text
+    assert "**50.0%**" in text and "26.00 dB" in text and "CC-BY 4.0" in text
 
 
 def test_lr_schedule_shape():

