@@ -24,6 +24,31 @@ def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
 
 
+@pytest.fixture
+def tiny_kl():
+    """Builder of tiny random-weight diffusers ``AutoencoderKL`` s (weights ``0.3 * randn`` from ``gen``).
+
+    ``tiny_kl(gen, chans=(8, 8, 8, 8), lpb=1, latent=4, quant=True)``: one level per entry of
+    ``chans``, ``lpb`` layers per block, GroupNorm 8, eval mode.
+    """
+    def build(gen: torch.Generator, chans: tuple[int, ...] = (8, 8, 8, 8), lpb: int = 1, latent: int = 4,
+              quant: bool = True):  # noqa: ANN202
+        from diffusers import AutoencoderKL
+
+        n = len(chans)
+        m = AutoencoderKL(
+            block_out_channels=list(chans), down_block_types=["DownEncoderBlock2D"] * n,
+            up_block_types=["UpDecoderBlock2D"] * n, layers_per_block=lpb, latent_channels=latent,
+            norm_num_groups=8, use_quant_conv=quant, use_post_quant_conv=quant,
+        )  # fmt: skip
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        return m.eval()
+
+    return build
+
+
 @pytest.fixture(scope="session")
 def registry() -> dict[str, type]:
     """Our nodes plus the headless core nodes, as the headless runner sees them."""

@@ -8,23 +8,8 @@ import torch
 from latent_ops import ldm_convert
 
 
-def tiny_kl(gen: torch.Generator, chans=(8, 8, 8, 8), lpb: int = 1, latent: int = 4, quant: bool = True):
-    from diffusers import AutoencoderKL
-
-    n = len(chans)
-    m = AutoencoderKL(
-        block_out_channels=list(chans), down_block_types=["DownEncoderBlock2D"] * n,
-        up_block_types=["UpDecoderBlock2D"] * n, layers_per_block=lpb, latent_channels=latent,
-        norm_num_groups=8, use_quant_conv=quant, use_post_quant_conv=quant,
-    )  # fmt: skip
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return m.eval()
-
-
 @pytest.mark.parametrize("chans,lpb", [((8, 8, 8, 8), 1), ((8, 16), 2), ((8, 16, 16), 0)])
-def test_diffusers_ldm_round_trip(gen, chans, lpb) -> None:
+def test_diffusers_ldm_round_trip(gen, tiny_kl, chans, lpb) -> None:
     sd = tiny_kl(gen, chans, lpb).state_dict()
     ldm = ldm_convert.vae_diffusers_to_ldm(sd)
     assert ldm_convert.is_ldm_vae(ldm) and not ldm_convert.is_ldm_vae(sd)
@@ -34,7 +19,7 @@ def test_diffusers_ldm_round_trip(gen, chans, lpb) -> None:
         assert torch.equal(back[k], sd[k]), k
 
 
-def test_ldm_key_names_golden(gen) -> None:
+def test_ldm_key_names_golden(gen, tiny_kl) -> None:
     ldm = ldm_convert.vae_diffusers_to_ldm(tiny_kl(gen, (8, 16, 16, 16)).state_dict(), prefix="first_stage_model.")
     p = "first_stage_model."
     # written out from the CompVis layout: level order reversed in the decoder, 1x1-conv attention
@@ -49,7 +34,7 @@ def test_ldm_key_names_golden(gen) -> None:
 
 
 @pytest.mark.parametrize("quant", [True, False])
-def test_matches_diffusers_own_converter(gen, quant) -> None:
+def test_matches_diffusers_own_converter(gen, tiny_kl, quant) -> None:
     """Our LDM -> diffusers map agrees with diffusers' single-file converter (independent reference)."""
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
@@ -62,7 +47,7 @@ def test_matches_diffusers_own_converter(gen, quant) -> None:
         assert torch.equal(ours[k], ref[k]), k
 
 
-def test_legacy_attention_names_normalised(gen) -> None:
+def test_legacy_attention_names_normalised(gen, tiny_kl) -> None:
     sd = tiny_kl(gen).state_dict()
     legacy = {}
     for k, v in sd.items():

@@ -9,21 +9,8 @@ from safetensors.torch import save_file
 from latent_ops import ldm_convert, model_paths, models
 
 
-def tiny_kl(gen):
-    from diffusers import AutoencoderKL
-
-    m = AutoencoderKL(
-        block_out_channels=[8] * 4, down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=1, norm_num_groups=8,
-    )  # fmt: skip
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return m.eval()
-
-
 @pytest.fixture
-def models_dir(gen, tmp_path, monkeypatch):
+def models_dir(gen, tiny_kl, tmp_path, monkeypatch):
     from diffusers import AutoencoderTiny
 
     root = tmp_path / "models"
@@ -46,7 +33,7 @@ def _nodes(registry):
     return registry["LatentOpsVAELoader"](), registry["LatentOpsVAEEncode"](), registry["LatentOpsVAEDecode"]()
 
 
-def test_loader_lists_models_default_first(registry, models_dir, gen, tmp_path, monkeypatch) -> None:
+def test_loader_lists_models_default_first(registry, models_dir, gen, tiny_kl, tmp_path, monkeypatch) -> None:
     loader_cls = registry["LatentOpsVAELoader"]
     names = loader_cls.INPUT_TYPES()["required"]["vae_name"][0]
     assert names == ["sub/tiny.safetensors", "taesdxl"]

@@ -12,23 +12,8 @@ from latent_ops import vae_any as vae_mod
 from latent_ops.vae import VAE
 
 
-def tiny_kl(gen, latent=4, quant=True, chans=(8, 8, 8, 8)):
-    from diffusers import AutoencoderKL
-
-    n = len(chans)
-    m = AutoencoderKL(
-        block_out_channels=list(chans), down_block_types=["DownEncoderBlock2D"] * n,
-        up_block_types=["UpDecoderBlock2D"] * n, layers_per_block=1, latent_channels=latent,
-        norm_num_groups=8, use_quant_conv=quant, use_post_quant_conv=quant,
-    )  # fmt: skip
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return m.eval()
-
-
 @pytest.fixture
-def kl(gen):
+def kl(gen, tiny_kl):
     return tiny_kl(gen)
 
 
@@ -97,7 +82,7 @@ def test_sampling_needs_generator_and_is_deterministic(vae, gen) -> None:
         vae.encode(x, sample=True)
 
 
-def test_bad_inputs(vae) -> None:
+def test_bad_inputs(vae, tiny_kl) -> None:
     with pytest.raises(ValueError, match=r"\[B,4,h,w\]"):
         vae.decode(torch.zeros(1, 16, 4, 4))
     with pytest.raises(ValueError, match="NaN"):
@@ -141,7 +126,7 @@ def test_auto_tiling_when_memory_is_short(kl, gen, caplog) -> None:
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
 
 
-def test_nan_in_half_precision_retries_in_float32(kl, gen, caplog) -> None:
+def test_nan_in_half_precision_retries_in_float32(kl, gen, tiny_kl, caplog) -> None:
     vae = VAE(kl, latent_format.SD15, "sd15", dtype=torch.bfloat16)
     # the retry runs the same (bf16-rounded) weights in float32
     rounded = torch.nn.Module.to(tiny_kl(torch.Generator().manual_seed(1234)), dtype=torch.bfloat16)  # same as kl
