@@ -30,6 +30,7 @@ import torch
 
 from . import models
 from .denoisers import DiscreteSampling
+from .deps import require
 from .diffusion import DiffusionModel, TextEncoder
 from .latent_format import LatentFormat
 from .text_encoders import ClipPart, ClipTextEncoder, UNetBackbone
@@ -120,6 +121,7 @@ def _load_embedded(folder: Path, device: torch.device | str) -> tuple[DiffusionM
 
 
 def _clip_part(folder: Path, tok_name: str, te_name: str, layer: str, projection: bool) -> ClipPart:
+    require("transformers", "Loading a CLIP text encoder")
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     cls = CLIPTextModelWithProjection if projection else CLIPTextModel
@@ -134,6 +136,7 @@ def _clip_part(folder: Path, tok_name: str, te_name: str, layer: str, projection
 def load_diffusers_folder(folder: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                           prediction: str | None = None) -> tuple[DiffusionModel, TextEncoder, Any]:
     """Load a diffusers SD1.x/SD2.x/SDXL pipeline folder (see the module docstring)."""
+    require("diffusers", f"Loading the checkpoint folder {folder}")
     from diffusers import UNet2DConditionModel
 
     folder = Path(folder)
@@ -216,6 +219,8 @@ def load_single_file(path: str | Path, *, device: torch.device | str = "cpu", dt
                      prediction: str | None = None, tokenizer_dir: str | Path | None = None,
                      config_dir: str | Path | None = None) -> tuple[DiffusionModel, TextEncoder, Any]:
     """Load an LDM-layout SD1.x/SD2.x/SDXL ``.safetensors`` checkpoint (see the module docstring)."""
+    for module in ("diffusers.loaders.single_file_utils", "transformers"):
+        require(module, f"Loading the checkpoint {path}")
     from diffusers import UNet2DConditionModel
     from diffusers.loaders.single_file_utils import (
         convert_ldm_clip_checkpoint,

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from . import latent_format as lf
 from . import ldm_convert
+from .deps import require
 from .model_files import PICKLE_EXTENSIONS, SAFE_EXTENSIONS, ModelLoadError, load_state_dict_safely
 from .vae import VAE
 
@@ -275,6 +276,7 @@ def _build(
     dtype: torch.dtype,
     memory_budget: int | None,
 ) -> VAE:
+    require("diffusers", f"Loading the VAE {source}")
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     cls = AutoencoderTiny if cfg.get("_class_name") == "AutoencoderTiny" else AutoencoderKL

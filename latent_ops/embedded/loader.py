@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..deps import require
 from ..latent_format import LatentFormat
 from .text_encoder import ClassTextEncoder
 
@@ -117,6 +118,7 @@ def load_embedded(folder: str | Path = DEFAULT_DIR, device: torch.device | str =
     Raises:
         ValueError: not an embedded folder, missing parts, or an unsupported config.
     """
+    require("diffusers", f"Loading the embedded model {folder}")
     from diffusers import AutoencoderKL, UNet2DModel
 
     folder = Path(folder)
