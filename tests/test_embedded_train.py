@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -22,7 +23,8 @@ def tiny_runs(tmp_path_factory):
     tr.main(["--tiny", "--out", str(out1), "--seed", "3"])
     tr.main(["--tiny", "--out", str(out2), "--seed", "3"])
     out3 = tmp_path_factory.mktemp("run3")
-    tr.main(["--tiny", "--out", str(out3), "--seed", "3", "--min-snr-gamma", "5", "--time-scale-shift", "scale_shift"])
+    tr.main(["--tiny", "--out", str(out3), "--seed", "3", "--min-snr-gamma", "0", "--time-scale-shift", "default",
+             "--ldm-grad-clip", "0"])
     return out1, out2, out3
 
 
@@ -41,10 +43,25 @@ def test_writes_a_loadable_embedded_folder(tiny_runs):
     assert eps.shape == x.shape and bool(torch.isfinite(eps).all())
 
 
+def test_default_recipe_is_the_shipped_one(tiny_runs):
+    cfg = json.loads((tiny_runs[0] / "unet" / "config.json").read_text())
+    rec = json.loads((tiny_runs[0] / "training.json").read_text())["config"]
+    assert cfg["resnet_time_scale_shift"] == "scale_shift" and rec["min_snr_gamma"] == 5.0
+    shipped = json.loads((tr.DEFAULT_OUT / "training.json").read_text())
+    full = {k: v for k, v in asdict(tr.TrainConfig()).items() if not k.endswith("_minutes")}
+    assert {k: shipped["config"][k] for k in full} == json.loads(json.dumps(full))  # plain rerun = shipped build
+    # ... and no stage stopped at its minute cap, so the steps (and the weights) do not depend on the clock
+    assert (shipped["vae"]["steps"], shipped["ldm"]["steps"]) == (full["vae_steps"], full["ldm_steps"])
+
+
 def test_recipe_options_reach_the_exported_unet(tiny_runs):
     cfg = json.loads((tiny_runs[2] / "unet" / "config.json").read_text())
     rec = json.loads((tiny_runs[2] / "training.json").read_text())["config"]
-    assert cfg["resnet_time_scale_shift"] == "scale_shift" and rec["min_snr_gamma"] == 5.0
+    assert cfg["resnet_time_scale_shift"] == "default" and rec["min_snr_gamma"] == 0.0
+    assert rec["ldm_grad_clip"] == 0.0
+    ldm3 = json.loads((tiny_runs[2] / "training.json").read_text())["ldm"]
+    ldm1 = json.loads((tiny_runs[0] / "training.json").read_text())["ldm"]
+    assert ldm3["clipped_steps"] == 0 and 0 < ldm1["clipped_steps"] <= ldm1["steps"]  # fresh nets: large gradients
     parts = load_embedded(tiny_runs[2])
     x = torch.zeros(1, 4, 8, 8)
     eps = parts.backbone(x, torch.tensor([500]), parts.text_encoder.embed("7"))
@@ -122,9 +139,11 @@ def test_model_card_states_the_recipe(tiny_runs):
     text = write_model_card(tiny_runs[0], metrics).read_text()
     cfg = json.loads((tiny_runs[0] / "training.json").read_text())["config"]
     assert f"--vae-steps {cfg['vae_steps']} --ldm-steps {cfg['ldm_steps']}" in text
-    assert "--min-snr-gamma 0 --time-scale-shift default" in text
+    assert "--min-snr-gamma 5 --time-scale-shift scale_shift --ldm-grad-clip 1" in text
+    assert "Min-SNR-5 loss weighting, gradient-norm clip 1 (" in text
     card3 = write_model_card(tiny_runs[2], metrics).read_text()
-    assert "--min-snr-gamma 5 --time-scale-shift scale_shift" in card3 and "Min-SNR-5 loss weighting" in card3
+    assert "--min-snr-gamma 0 --time-scale-shift default --ldm-grad-clip 0" in card3
+    assert "unweighted loss, no gradient clipping" in card3
     assert "**50.0%**" in text and "26.00 dB" in text and "CC-BY 4.0" in text
 
 

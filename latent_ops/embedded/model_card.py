@@ -44,8 +44,11 @@ def write_model_card(folder: Path, metrics: dict) -> Path:
                         for k, v in smp.items() if k.startswith("accuracy_cfg"))
     gamma = cfg.get("min_snr_gamma", 0.0)
     snr_text = f"Min-SNR-{gamma:g} loss weighting, " if gamma else "unweighted loss, "
+    clip = cfg.get("ldm_grad_clip", 0.0)
     recipe = (f" --ldm-lr {cfg['ldm_lr']:g} --ldm-batch {cfg['ldm_batch']} --min-snr-gamma {gamma:g}"
-              f" --time-scale-shift {cfg.get('unet_time_scale_shift', 'default')}")
+              f" --time-scale-shift {cfg.get('unet_time_scale_shift', 'default')} --ldm-grad-clip {clip:g}")
+    clip_text = (f"gradient-norm clip {clip:g} ({ldm.get('clipped_steps', '?')} steps clipped), " if clip
+                 else "no gradient clipping, ")
     notes = "".join(f"- {n}\n" for n in tr.get("notes", []))
     notes = f"### Notes on this build\n\n{notes}\n" if notes else ""
     text = f"""# latent-ops-default: the embedded default model
@@ -111,7 +114,7 @@ grinning face->cat, apple->globe, two held-out photo crops).
 - VAE: {vae['steps']} steps, batch {cfg['vae_batch']}, Adam lr {cfg['vae_lr']:g} (warm-up, cosine to 10%), MSE + {cfg['kl_weight']:g} x KL,
   on {vae['n_images']} glyph + emoji + photo images: **{vae['minutes']:.1f} min** (+ {vae['data_minutes']:.1f} min data).
 - Denoiser: {ldm['steps']} steps, batch {cfg['ldm_batch']}, AdamW lr {cfg['ldm_lr']:g} (warm-up, cosine), EMA {cfg['ema_decay']},
-  {snr_text}ResNet time conditioning `{cfg.get('unet_time_scale_shift', 'default')}`, on the {ldm['n_images']} glyph
+  {snr_text}{clip_text}ResNet time conditioning `{cfg.get('unet_time_scale_shift', 'default')}`, on the {ldm['n_images']} glyph
   latents (posterior mode of the saved fp16 VAE): **{ldm['minutes']:.1f} min**.
 - Seed {cfg['seed']}, {cfg['threads']} torch thread(s), torch {cfg['torch']}, CPU only. Every draw uses an explicit
   `torch.Generator`; the same seed and thread count give the same weights unless a stage stops at its

@@ -48,22 +48,23 @@ class TrainConfig:
     vae_blocks: tuple[int, ...] = (16, 32, 64)
     vae_groups: int = 8
     latent_channels: int = 4
-    vae_steps: int = 1400
+    vae_steps: int = 3200
     vae_batch: int = 16
     vae_lr: float = 2e-3
     kl_weight: float = 3e-5
-    vae_minutes: float = 22.0
+    vae_minutes: float = 13.0
     unet_blocks: tuple[int, ...] = (32, 64)
     unet_groups: int = 8
     attention_head_dim: int = 16
-    unet_time_scale_shift: str = "default"
-    min_snr_gamma: float = 0.0
-    ldm_steps: int = 2400
+    unet_time_scale_shift: str = "scale_shift"
+    min_snr_gamma: float = 5.0
+    ldm_steps: int = 15000
     ldm_batch: int = 32
-    ldm_lr: float = 2e-3
+    ldm_lr: float = 3e-3
+    ldm_grad_clip: float = 1.0
     ema_decay: float = 0.997
     cfg_dropout: float = 0.1
-    ldm_minutes: float = 18.0
+    ldm_minutes: float = 31.0
     warmup: int = 20
 
 
@@ -235,7 +236,7 @@ def train_ldm(cfg: TrainConfig, latents: Tensor, labels: Tensor, num_classes: in
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.ldm_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.ldm_steps, cfg.warmup))
     unet.train()
-    start, step, losses = time.monotonic(), 0, []
+    start, step, losses, clipped = time.monotonic(), 0, [], 0
     while step < cfg.ldm_steps and time.monotonic() - start < cfg.ldm_minutes * 60:
         idx = torch.randint(len(latents), (cfg.ldm_batch,), generator=gen)
         x0, y = latents[idx], labels[idx].clone()
@@ -248,6 +249,9 @@ def train_ldm(cfg: TrainConfig, latents: Tensor, labels: Tensor, num_classes: in
         loss = (err * min_snr_weight(acp[t], cfg.min_snr_gamma)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.ldm_grad_clip > 0:  # a rare huge gradient at a high learning rate can wreck the run for good
+            norm = torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.ldm_grad_clip)
+            clipped += int(norm > cfg.ldm_grad_clip)
         opt.step()
         sched.step()
         with torch.no_grad():
@@ -264,7 +268,8 @@ def train_ldm(cfg: TrainConfig, latents: Tensor, labels: Tensor, num_classes: in
                      sum(losses[-100:]) / len(losses[-100:]), (time.monotonic() - start) / 60)
     unet.load_state_dict(ema)
     unet.eval()
-    return unet, {"steps": step, "minutes": (time.monotonic() - start) / 60, "final_loss": losses[-1]}
+    return unet, {"steps": step, "minutes": (time.monotonic() - start) / 60, "final_loss": losses[-1],
+                  "final_loss_mean_last_100": sum(losses[-100:]) / len(losses[-100:]), "clipped_steps": clipped}
 
 
 def export_ldm(cfg: TrainConfig, unet: torch.nn.Module, out: Path, class_names: tuple[str, ...]) -> None:
@@ -354,18 +359,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ldm-steps", type=int, default=TrainConfig.ldm_steps)
     p.add_argument("--ldm-lr", type=float, default=TrainConfig.ldm_lr, help="denoiser peak learning rate")
     p.add_argument("--ldm-batch", type=int, default=TrainConfig.ldm_batch)
+    p.add_argument("--ldm-grad-clip", type=float, default=TrainConfig.ldm_grad_clip,
+                   help="denoiser gradient-norm clip (0 = off)")
     p.add_argument("--min-snr-gamma", type=float, default=TrainConfig.min_snr_gamma,
                    help="Min-SNR-gamma loss weighting of the denoiser (0 = off)")
     p.add_argument("--time-scale-shift", choices=("default", "scale_shift"), default=TrainConfig.unet_time_scale_shift,
                    help="how the UNet's ResNets take the time/class embedding (scale_shift = AdaGN)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (weights depend on it)")
+    p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads (weights depend on it)")
     p.add_argument("--stage", choices=("all", "vae", "ldm"), default="all")
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (meaningless weights)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     base = TINY if a.tiny else TrainConfig()
     cfg = replace(base, seed=a.seed, threads=a.threads, vae_minutes=a.minutes_vae, ldm_minutes=a.minutes_ldm,
-                  min_snr_gamma=a.min_snr_gamma, unet_time_scale_shift=a.time_scale_shift,
+                  min_snr_gamma=a.min_snr_gamma, unet_time_scale_shift=a.time_scale_shift, ldm_grad_clip=a.ldm_grad_clip,
                   **({} if a.tiny else {"vae_steps": a.vae_steps, "ldm_steps": a.ldm_steps, "ldm_lr": a.ldm_lr,
                                         "ldm_batch": a.ldm_batch}))
     train(cfg, a.out, ("vae", "ldm") if a.stage == "all" else (a.stage,))
