@@ -204,6 +204,20 @@ def output_path(prefix: str, ext: str, *, width: int | None = None, height: int 
     return OutputFile(real / filename, filename, subfolder, "temp" if temp else "output")
 
 
+def new_file_mode() -> int:
+    """The permissions ``open(path, "w")`` would give a new file: ``0o666`` less the process umask."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: reading the umask means setting it, so put it straight back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: Path, data: bytes | Callable[[IO[bytes]], None], overwrite: bool = False) -> Path:
     """Write ``data`` (bytes, or a function writing to a binary file) to ``path`` atomically.
 
@@ -223,6 +237,7 @@ def write_atomic(path: Path, data: bytes | Callable[[IO[bytes]], None], overwrit
                 data(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, new_file_mode())  # mkstemp makes it 0600; the user expects a normal file
         if overwrite:
             os.replace(tmp, path)
         else:

@@ -20,6 +20,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from .files import new_file_mode
+
 log = logging.getLogger(__name__)
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -284,7 +286,7 @@ def save_gif(frames: Tensor, path: str | os.PathLike[str], *, fps: float = 12, l
         with os.fdopen(fd, "wb") as fh:
             pics[0].save(fh, format="GIF", save_all=True, append_images=pics[1:],
                          duration=max(1, round(1000 / fps)), **extra)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.chmod(tmp, new_file_mode())  # mkstemp makes it 0600
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

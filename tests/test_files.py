@@ -108,6 +108,21 @@ def test_write_atomic_never_overwrites_and_leaves_nothing_on_error(folders) -> N
     assert path.read_bytes() == b"third"
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_umask_permissions_not_mkstemps_0600(folders, umask) -> None:
+    from latent_ops import images
+
+    old = os.umask(umask)
+    try:
+        assert files.new_file_mode() == 0o666 & ~umask
+        png = files.write_atomic(folders.output_dir / "a.png", b"x")
+        gif = folders.output_dir / "a.gif"
+        images.save_gif(torch.zeros(2, 4, 4, 3), gif)
+    finally:
+        os.umask(old)
+    assert (png.stat().st_mode & 0o777) == (gif.stat().st_mode & 0o777) == 0o666 & ~umask
+
+
 def test_png_metadata_round_trip(folders) -> None:
     prompt = {"1": {"class_type": "X", "inputs": {"text": "ünïcode"}}}
     workflow = {"nodes": [], "links": [], "note": "é"}
