@@ -159,3 +159,13 @@ def test_betas_match_stable_diffusion():
     assert float(b[0]) == pytest.approx(0.00085) and float(b[-1]) == pytest.approx(0.012)
     mid = (0.00085**0.5 + (0.012**0.5 - 0.00085**0.5) * 500 / 999) ** 2
     assert float(b[500]) == pytest.approx(mid)
+
+
+def test_refuses_to_train_over_the_shipped_model(capsys):
+    before = {p: p.stat().st_mtime_ns for p in tr.DEFAULT_OUT.rglob("*")}
+    with pytest.raises(SystemExit):
+        tr.main(["--tiny"])  # --out is required
+    with pytest.raises(SystemExit):
+        tr.main(["--tiny", "--out", str(tr.DEFAULT_OUT)])
+    assert "shipped model's folder" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in tr.DEFAULT_OUT.rglob("*")} == before

@@ -1,6 +1,6 @@
 """Train the embedded default model: a small VAE, then a class-conditional latent diffusion model.
 
-Run ``python -m latent_ops.embedded.train [--out DIR] [--minutes-vae N] [--minutes-ldm N] [--seed S]``.
+Run ``python -m latent_ops.embedded.train --out DIR [--minutes-vae N] [--minutes-ldm N] [--seed S]``.
 Stage 1 trains a diffusers ``AutoencoderKL`` (32x32x3 -> 8x8x4) on glyphs, emoji and photo crops
 and saves it (fp16) with the measured latent ``scaling_factor``/``shift_factor``. Stage 2 reloads
 that saved VAE, encodes the glyph set and trains a diffusers ``UNet2DModel`` (eps prediction,
@@ -351,7 +351,8 @@ def train(cfg: TrainConfig, out: Path, stages: tuple[str, ...] = ("vae", "ldm"))
 def main(argv: list[str] | None = None) -> None:
     """CLI entry: ``python -m latent_ops.embedded.train``."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the shipped one)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (a new one: the shipped model is never overwritten in place)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes-vae", type=float, default=TrainConfig.vae_minutes, help="VAE wall-clock cap")
     p.add_argument("--minutes-ldm", type=float, default=TrainConfig.ldm_minutes, help="denoiser wall-clock cap")
@@ -369,6 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stage", choices=("all", "vae", "ldm"), default="all")
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (meaningless weights)")
     a = p.parse_args(argv)
+    if a.out.resolve() == DEFAULT_OUT.resolve():
+        p.error(f"--out {a.out} is the shipped model's folder; train into a new folder, check it with "
+                "`python -m latent_ops.embedded.evaluate --model DIR`, then copy it over")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     base = TINY if a.tiny else TrainConfig()
     cfg = replace(base, seed=a.seed, threads=a.threads, vae_minutes=a.minutes_vae, ldm_minutes=a.minutes_ldm,
