@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from .files import new_file_mode
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +256,8 @@ def split_grid(image: Tensor, tile_height: int, tile_width: int, *, limit: int =
 
 def save_gif(frames: Tensor, path: str | os.PathLike[str], *, fps: float = 12, loop: bool = True,
              overwrite: bool = False) -> None:
-    """Write frames as an animated GIF, atomically (temporary file in the same folder, then
-    ``os.replace``), so a failure never leaves a partial file.
+    """Write frames as an animated GIF, atomically (:func:`latent_ops.files.write_atomic`), so a
+    failure never leaves a partial file.
 
     Pillow quantises each frame to a 256-colour palette, stores durations in 10 ms units and
     merges consecutive identical frames into one longer frame.
@@ -281,13 +280,5 @@ def save_gif(frames: Tensor, path: str | os.PathLike[str], *, fps: float = 12, l
         raise FileExistsError(f"save_gif: {dest} exists; pass overwrite=True to replace it")
     pics = [to_pil(f) for f in frames]
     extra = {"loop": 0} if loop else {}
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pics[0].save(fh, format="GIF", save_all=True, append_images=pics[1:],
-                         duration=max(1, round(1000 / fps)), **extra)
-        os.chmod(tmp, new_file_mode())  # mkstemp makes it 0600
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(dest, lambda fh: pics[0].save(fh, format="GIF", save_all=True, append_images=pics[1:],
+                                               duration=max(1, round(1000 / fps)), **extra), overwrite=overwrite)
