@@ -34,12 +34,12 @@ def _setup() -> None:
     from diffusers import AutoencoderKL
     from safetensors.torch import save_file
 
-    from latent_ops import ldm_convert, models
+    from latent_ops import ldm_convert, vae_families
 
     if (WORK / "ldm.safetensors").is_file():
         return
     WORK.mkdir(parents=True, exist_ok=True)
-    cfg = models.shipped_config("sd15")
+    cfg = vae_families.shipped_config("sd15")
     module = AutoencoderKL.from_config({k: v for k, v in cfg.items() if not k.startswith("_")})
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
