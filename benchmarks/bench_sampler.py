@@ -2,7 +2,7 @@
 
 A tiny random UNet2DConditionModel (the diffusers test-suite config, 1.4 M parameters) runs 20 Euler
 steps on a 1x4xHxW latent three ways in the same process: bare UNet forwards (the floor), our
-``latent_ops.diffusion.sample`` (``simple`` schedule, which equals diffusers' ``trailing`` spacing),
+``latent_ops.sampling.diffusion.sample`` (``simple`` schedule, which equals diffusers' ``trailing`` spacing),
 and a manual diffusers scheduler loop. Both samplers start from the same noise and must agree.
 The pure per-step cost of our loop is also measured with a free (identity) model.
 
@@ -55,10 +55,10 @@ def main() -> None:
 
     from diffusers import EulerDiscreteScheduler
 
-    from latent_ops.denoisers import DiscreteSampling
-    from latent_ops.diffusion import DiffusionModel, sample
+    from latent_ops.checkpoints.text_encoders import UNetBackbone
     from latent_ops.latent_format import SD15
-    from latent_ops.text_encoders import UNetBackbone
+    from latent_ops.sampling.denoisers import DiscreteSampling
+    from latent_ops.sampling.diffusion import DiffusionModel, sample
 
     unet = build_unet()
     model = DiffusionModel(UNetBackbone(unet), DiscreteSampling.from_betas(), SD15, name="tiny-unet")

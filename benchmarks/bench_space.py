@@ -51,7 +51,7 @@ def _data(shape: tuple[int, ...]):  # noqa: ANN202
 def _init(x2d):  # noqa: ANN001, ANN202 - the k-means++ indices ours starts from (not timed for naive)
     import torch
 
-    from latent_ops import cluster
+    from latent_ops.space import cluster
 
     xc = x2d - x2d.mean(0)
     return cluster.kmeans_plus_plus(xc, K, torch.Generator().manual_seed(SEED)).numpy()
@@ -63,7 +63,8 @@ def child(case: str, shape: tuple[int, ...], threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from latent_ops import cluster, pca, space
+    from latent_ops import space
+    from latent_ops.space import cluster, pca
 
     lat = _data(shape)
     flat = lat.reshape(N, -1)

@@ -34,7 +34,8 @@ def _setup() -> None:
     from diffusers import AutoencoderKL
     from safetensors.torch import save_file
 
-    from latent_ops import ldm_convert, vae_families
+    from latent_ops.vae import families as vae_families
+    from latent_ops.weights import ldm_convert
 
     if (WORK / "ldm.safetensors").is_file():
         return
@@ -81,7 +82,8 @@ def worker(impl: str, size: int, threads: int, out: str, repeats: int) -> dict:
             with torch.inference_mode():
                 return ((vae.decode(z).sample + 1) / 2).clamp(0, 1).movedim(1, -1)
     else:
-        from latent_ops import models, vae_tiling
+        from latent_ops.vae import loading as models
+        from latent_ops.vae import tiling as vae_tiling
 
         budget = int(2.5 * 2**30) if impl == "ours_tiles4096" else None
         vae = models.load_vae(WORK / "ldm.safetensors", family="sd15", memory_budget=budget)

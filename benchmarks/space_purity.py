@@ -23,8 +23,12 @@ from pathlib import Path
 
 import torch
 
-from latent_ops import cluster, images, models, neighbors, space, space_map
+from latent_ops import space
 from latent_ops.embedded import dataset
+from latent_ops.media import images
+from latent_ops.space import cluster, neighbors
+from latent_ops.space import plot as space_map
+from latent_ops.vae import loading as models
 
 
 def _pixels(imgs: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ The sweep range is a fixed ``interval`` of values, multiples of the coordinate's
 or ``quantile`` levels in [0, 1]; statistics are fitted over a reference batch (or the latent
 itself), per coordinate over batch items and spatial positions. Results come as a
 :class:`Traversal`: row-major samples (rows = base item x swept coordinate, columns = values)
-plus labels such as ``"ch2 +1.5σ"``, ready for a VAE decode and :func:`latent_ops.images.grid`.
+plus labels such as ``"ch2 +1.5σ"``, ready for a VAE decode and :func:`latent_ops.media.images.grid`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .pca import fit_pca
+from .space.pca import fit_pca
 
 RangeMode = Literal["interval", "std", "quantile"]
 Op = Literal["offset", "replace"]
@@ -280,7 +280,7 @@ def traverse_pca(latent: Tensor, reference: Tensor | None = None, *, components:
                  pingpong: bool = False) -> Traversal:
     """Sweep along principal components of per-position channel vectors.
 
-    A PCA (:func:`latent_ops.pca.fit_pca`) is fitted to ``reference`` reshaped to
+    A PCA (:func:`latent_ops.space.pca.fit_pca`) is fitted to ``reference`` reshaped to
     ``(N * prod(spatial), C)``; component ``j`` is a ``C``-vector ``u`` added at every position.
     ``offset`` adds ``v * u``; ``replace`` sets each position's coordinate ``(x - mean) . u`` to
     ``v``. Std mode uses ``sqrt(explained_variance)``; quantile mode the reference coordinates.

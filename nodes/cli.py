@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import NODE_DISPLAY_NAME_MAPPINGS, headless_registry
-from ._lib import lib
+from ._library import cli
 
 
 def main() -> None:
@@ -13,4 +13,4 @@ def main() -> None:
     from .headless import HEADLESS_NODE_DISPLAY_NAME_MAPPINGS
 
     names = {**HEADLESS_NODE_DISPLAY_NAME_MAPPINGS, **NODE_DISPLAY_NAME_MAPPINGS}
-    sys.exit(lib("cli").main(sys.argv[1:], headless_registry(), names))
+    sys.exit(cli.main(sys.argv[1:], headless_registry(), names))

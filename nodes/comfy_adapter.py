@@ -11,9 +11,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ._lib import lib
-
-progress = lib("progress")
+from ._library import files, model_paths, progress
 
 
 def _comfy(module: str):  # noqa: ANN202 - returns a module or None
@@ -47,13 +45,13 @@ def model_folders(kind: str) -> list[Path]:
     """Folders that hold models of ``kind`` ("vae", "checkpoints", "vae_approx", ...).
 
     Inside ComfyUI this is ``folder_paths.get_folder_paths(kind)``; headless it is
-    :func:`latent_ops.model_paths.folders` (``--models-dir``, ``LATENT_OPS_MODELS``,
+    :func:`latent_ops.weights.folders.folders` (``--models-dir``, ``LATENT_OPS_MODELS``,
     ``extra_model_paths.yaml``).
     """
     folder_paths = _comfy("folder_paths")
     if folder_paths is not None and hasattr(folder_paths, "get_folder_paths"):
         return [Path(p) for p in folder_paths.get_folder_paths(kind)]
-    return lib("model_paths").folders(kind)
+    return model_paths.folders(kind)
 
 
 def intermediate_device():  # noqa: ANN201 - torch.device
@@ -78,7 +76,7 @@ def compute_device():  # noqa: ANN201 - torch.device
 
 @contextlib.contextmanager
 def comfy_folders() -> Iterator[None]:
-    """Inside ComfyUI, point :mod:`latent_ops.files` at ComfyUI's input/output/temp folders.
+    """Inside ComfyUI, point :mod:`latent_ops.media.files` at ComfyUI's input/output/temp folders.
 
     Headless the engine has already configured the folders, so this changes nothing.
     """
@@ -86,7 +84,7 @@ def comfy_folders() -> Iterator[None]:
     if folder_paths is None or not hasattr(folder_paths, "get_output_directory"):
         yield
         return
-    with lib("files").using(
+    with files.using(
         input_dir=folder_paths.get_input_directory(),
         output_dir=folder_paths.get_output_directory(),
         temp_dir=folder_paths.get_temp_directory(),

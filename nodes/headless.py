@@ -2,17 +2,15 @@
 
 Same IDs, input names, defaults, ranges and behaviour as ComfyUI's own (``nodes.py`` and
 ``comfy_extras/nodes_latent.py`` at 0.3.64). They exist only in ``headless_registry()``: inside
-ComfyUI the originals are used. Files go through ``latent_ops.files`` (confined folders).
+ComfyUI the originals are used. Files go through ``latent_ops.media.files`` (confined folders).
 """
 
 from __future__ import annotations
 
 import secrets
 
-from ._lib import lib
-
-files = lib("files")
-core = lib("workflow.core_ops")
+from ._library import files
+from ._library import latents as core
 
 MAX_RESOLUTION = 16384
 _HIDDEN = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from ._lib import lib
+from ._library import animation, images
 from .comfy_adapter import comfy_folders
-
-files = lib("files")
-images = lib("images")
 
 
 class LatentOpsSaveAnimation:
@@ -35,7 +32,7 @@ class LatentOpsSaveAnimation:
 
     def execute(self, images: object, filename_prefix: str, fps: float, loop: bool, scale: int = 1) -> dict:
         with comfy_folders():
-            saved = lib("animation").save_animation(images, filename_prefix, fps=fps, loop=loop, scale=scale)
+            saved = animation.save_animation(images, filename_prefix, fps=fps, loop=loop, scale=scale)
         return {"ui": {"images": [saved], "animated": (True,)}, "result": ()}
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from ._lib import lib
-
-interp = lib("interp")
-walk = lib("walk")
+from ._library import interp, walk
 
 CATEGORY = "latent_ops/interpolate"
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ._lib import lib
-
-core = lib("workflow.core_ops")
+from ._library import latents as core
 
 
 class LatentOpsEmptyLatent:

@@ -1,14 +1,10 @@
-"""ComfyUI nodes for seeded latent noise (latent_ops.noise) and noise at a sigma (latent_ops.noising)."""
+"""ComfyUI nodes for seeded latent noise (latent_ops.noise.conventions) and noise at a sigma (latent_ops.sampling.noising)."""
 
 from __future__ import annotations
 
-from ._lib import lib
+from ._library import latent_format as formats
+from ._library import noise, noise_types, noising
 from .comfy_adapter import intermediate_device
-
-noise = lib("noise")
-noise_types = lib("noise_types")
-noising = lib("noising")
-formats = lib("latent_format")
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 NOISE_TYPE_NAMES = [n for n in noise_types.NOISE_TYPES if n != "coloured"]

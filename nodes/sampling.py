@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from ._lib import lib
+from ._library import checkpoints, diffusion, noise, schedules
+from ._library import samplers as sampling
 from .comfy_adapter import compute_device, model_folders, progress_callback
-
-sampling = lib("sampling")
-schedules = lib("schedules")
-noise = lib("noise")
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 MODEL, CLIP = "LATENT_OPS_MODEL", "LATENT_OPS_CLIP"
@@ -23,7 +20,7 @@ _DENOISE = ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
 
 
 def _checkpoint_choices() -> list[str]:
-    names = lib("checkpoints").checkpoint_choices(model_folders("checkpoints"), model_folders("diffusers"))
+    names = checkpoints.checkpoint_choices(model_folders("checkpoints"), model_folders("diffusers"))
     return names or ["(no checkpoints found)"]
 
 
@@ -41,9 +38,8 @@ class LatentOpsCheckpointLoader:
             "tooltip": "latent-ops-default (embedded), a .safetensors checkpoint, or a diffusers folder."})}}
 
     def load(self, ckpt_name: str) -> tuple:
-        ck = lib("checkpoints")
-        path = ck.resolve_checkpoint(ckpt_name, model_folders("checkpoints"), model_folders("diffusers"))
-        return tuple(ck.load_checkpoint(path, device=compute_device()))
+        path = checkpoints.resolve_checkpoint(ckpt_name, model_folders("checkpoints"), model_folders("diffusers"))
+        return tuple(checkpoints.load_checkpoint(path, device=compute_device()))
 
 
 class LatentOpsTextEncode:
@@ -108,7 +104,7 @@ class LatentOpsSampler:
                positive: list, negative: list, latent_image: dict, denoise: float, noise_convention: str,
                subseed: int, subseed_strength: float, noise: dict | None = None, add_noise: bool = True,
                start_at_step: int = 0, end_at_step: int = 10000, return_with_leftover_noise: bool = False) -> tuple:
-        out = lib("diffusion").sample(
+        out = diffusion.sample(
             model, latent_image, positive, negative, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name,
             scheduler=scheduler, denoise=denoise, noise_convention=noise_convention, subseed=subseed,
             subseed_strength=subseed_strength, start_step=start_at_step or None, end_step=end_at_step,
@@ -127,7 +123,7 @@ class LatentOpsUnsample:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        names = list(lib("diffusion").INVERTIBLE_SAMPLERS)
+        names = list(diffusion.INVERTIBLE_SAMPLERS)
         return {"required": {
             "model": (MODEL, {"tooltip": "Model from LatentOpsCheckpointLoader."}),
             "positive": ("CONDITIONING", {"tooltip": "Conditioning used for the inversion."}),
@@ -143,7 +139,7 @@ class LatentOpsUnsample:
 
     def unsample(self, model: object, positive: list, negative: list, latent_image: dict, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, denoise: float) -> tuple:
-        out = lib("diffusion").unsample(model, latent_image, positive, negative, steps=steps, cfg=cfg,
+        out = diffusion.unsample(model, latent_image, positive, negative, steps=steps, cfg=cfg,
                                         sampler_name=sampler_name, scheduler=scheduler, denoise=denoise,
                                         callback=progress_callback(steps))
         return (out,)

@@ -1,18 +1,14 @@
 """ComfyUI nodes for the latent space map: project, cluster, nearest neighbours, map picture.
 
-Custom socket types: ``LATENT_OPS_PROJECTION`` carries a :class:`latent_ops.space.Projection`
+Custom socket types: ``LATENT_OPS_PROJECTION`` carries a :class:`latent_ops.space.project.Projection`
 (coordinates, method, explained variance), ``LATENT_OPS_LABELS`` a ``(N,)`` long tensor of cluster
 ids. Each node makes one ``latent_ops`` call.
 """
 
 from __future__ import annotations
 
-from ._lib import lib
-
-space = lib("space")
-cluster = lib("cluster")
-neighbors = lib("neighbors")
-space_map = lib("space_map")
+from ._library import cluster, neighbors, space
+from ._library import space_plot as space_map
 
 CATEGORY = "latent_ops/space"
 PROJECTION = "LATENT_OPS_PROJECTION"

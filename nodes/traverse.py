@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ._lib import lib
-
-traverse = lib("traverse")
-image_lib = lib("images")
+from ._library import images as image_lib
+from ._library import traverse
 
 MODES = ["channel", "pca", "direction"]
 

@@ -1,4 +1,4 @@
-"""ComfyUI nodes for latent_ops.vae: load a VAE offline, encode and decode (seamless tiling).
+"""ComfyUI nodes for latent_ops.vae.wrapper: load a VAE offline, encode and decode (seamless tiling).
 
 All three use ComfyUI's ``"VAE"`` type: our VAE object has ComfyUI's duck type, and the encode
 and decode nodes only call ``encode``/``decode``/``*_tiled``/compression methods, so they also
@@ -8,10 +8,8 @@ accept ComfyUI's own VAE.
 from __future__ import annotations
 
 from . import comfy_adapter
-from ._lib import lib
-
-vae_any = lib("vae_any")
-models = lib("models")
+from ._library import vae_calls as vae_any
+from ._library import vae_loading as models
 
 FAMILY_CHOICES = ["auto", *models.FAMILIES]
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

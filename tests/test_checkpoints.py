@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from latent_ops import checkpoints
-from latent_ops.diffusion import sample
+from latent_ops.sampling.diffusion import sample
 
 CHARS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -208,7 +208,7 @@ def unet_diffusers_to_ldm(sd: dict, layers: int, n_levels: int) -> dict:
 def test_single_file_ldm_checkpoint_matches_folder(tmp_path, sd_folder):
     from safetensors.torch import save_file
 
-    from latent_ops.ldm_convert import vae_diffusers_to_ldm
+    from latent_ops.weights.ldm_convert import vae_diffusers_to_ldm
 
     model, clip, vae = checkpoints.load_checkpoint(sd_folder)
     unet = model.backbone.unet
@@ -304,7 +304,7 @@ def clip_to_open_clip(sd: dict, prefix: str) -> dict:
 def write_ldm_file(path: Path, sd: dict, vae_module: torch.nn.Module) -> Path:
     from safetensors.torch import save_file
 
-    from latent_ops.ldm_convert import vae_diffusers_to_ldm
+    from latent_ops.weights.ldm_convert import vae_diffusers_to_ldm
 
     sd = {**sd, **vae_diffusers_to_ldm(vae_module.state_dict(), prefix="first_stage_model.")}
     save_file({k: v.contiguous() for k, v in sd.items()}, str(path))

@@ -1,7 +1,7 @@
 """The ``latent-ops`` command line: exit codes, --json output, --set sweeps, convert, nodes.
 
 Three tests run the installed console script in a subprocess from a temporary working directory
-(each start imports torch, which takes seconds); the others call ``latent_ops.cli.main`` in-process
+(each start imports torch, which takes seconds); the others call ``latent_ops.workflow.cli.main`` in-process
 with the same registry the script uses, from a temporary working directory too.
 """
 
@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from latent_ops import cli, files, progress
+from latent_ops import progress
+from latent_ops.media import files
+from latent_ops.weights import folders as model_paths
+from latent_ops.workflow import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = ROOT / "workflows" / "latent_batch_basics.json"
@@ -99,7 +102,6 @@ def test_an_output_png_runs_again_from_its_metadata(cli_in, tmp_path: Path) -> N
 
 
 def test_bad_extra_model_paths_is_a_usage_error(cli_in, tmp_path: Path) -> None:
-    pytest.importorskip("latent_ops.model_paths")
     code, _, err = cli_in("validate", str(BATCH), "--extra-model-paths", "missing.yaml")
     assert code == cli.EXIT_USAGE and err.startswith("latent-ops:")
 
@@ -257,7 +259,6 @@ def test_sigint_interrupts_cooperatively_with_exit_130(tmp_path: Path, capsys) -
 
 
 def test_models_dir_is_active_during_the_run(tmp_path: Path, capsys) -> None:
-    model_paths = pytest.importorskip("latent_ops.model_paths")
     (tmp_path / "models" / "vae").mkdir(parents=True)
     seen: list = []
 

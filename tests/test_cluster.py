@@ -1,4 +1,4 @@
-"""latent_ops.cluster: k-means, silhouette (against brute-force references), purity, centroids."""
+"""latent_ops.space.cluster: k-means, silhouette (against brute-force references), purity, centroids."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_ops import cluster
+from latent_ops.space import cluster
 
 
 def _blobs(gen: torch.Generator, n_per: int = 25, k: int = 4, shape: tuple[int, ...] = (4, 4, 4), spread: float = 8.0) -> tuple[torch.Tensor, torch.Tensor]:

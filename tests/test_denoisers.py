@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latent_ops.denoisers import (
+from latent_ops.sampling.denoisers import (
     DiscreteSampling,
     FlowSampling,
     betas_for,

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from latent_ops import checkpoints, models
+from latent_ops import checkpoints
 from latent_ops.deps import MissingDependencyError, require
 from latent_ops.embedded.loader import DEFAULT_DIR, load_embedded
+from latent_ops.vae import loading as models
 from latent_ops.workflow import Engine, ExecutionError
 
 

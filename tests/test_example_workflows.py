@@ -17,7 +17,7 @@ from types import ModuleType
 
 import pytest
 
-from latent_ops import files
+from latent_ops.media import files
 from latent_ops.workflow import Engine, is_link, load, ui_to_api, validate
 
 ROOT = Path(__file__).resolve().parents[1]

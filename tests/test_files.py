@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
-from latent_ops import files
+from latent_ops.media import files
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_write_atomic_never_overwrites_and_leaves_nothing_on_error(folders) -> N
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_written_files_get_the_umask_permissions_not_mkstemps_0600(folders, umask) -> None:
-    from latent_ops import images
+    from latent_ops.media import images
 
     old = os.umask(umask)
     try:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from latent_ops_nodes.headless import HEADLESS_NODE_CLASS_MAPPINGS as H
 from PIL import Image
 
-from latent_ops import files
+from latent_ops.media import files
 from latent_ops.workflow import Engine, object_info
 
 

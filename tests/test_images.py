@@ -1,4 +1,4 @@
-"""latent_ops.images: ComfyUI-exact 8-bit conversion, labelled grid layout, atomic GIF writing."""
+"""latent_ops.media.images: ComfyUI-exact 8-bit conversion, labelled grid layout, atomic GIF writing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageFont
 
-from latent_ops import images as I
+from latent_ops.media import images as I
 
 
 def _imgs(gen: torch.Generator, b: int, h: int = 8, w: int = 6) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latent_ops import ldm_convert
+from latent_ops.weights import ldm_convert
 
 
 @pytest.mark.parametrize("chans,lpb", [((8, 8, 8, 8), 1), ((8, 16), 2), ((8, 16, 16), 0)])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from latent_ops import model_paths
+from latent_ops.weights import folders as model_paths
 
 YAML = """
 # a ComfyUI-style file

@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from latent_ops import ldm_convert, models
+from latent_ops.vae import loading as models
+from latent_ops.weights import ldm_convert
 
 
 def tiny_kl(gen, chans=(8, 8, 8, 8), latent=4, quant=True, **kw):

@@ -1,4 +1,4 @@
-"""latent_ops.neighbors: exact k-NN against a brute-force float64 reference."""
+"""latent_ops.space.neighbors: exact k-NN against a brute-force float64 reference."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_ops import neighbors
+from latent_ops.space import neighbors
 
 
 def _brute(q: np.ndarray, r: np.ndarray, k: int, metric: str, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:

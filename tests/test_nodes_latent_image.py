@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from latent_ops import files
+from latent_ops.media import files
 
 
 class FakeVAE:

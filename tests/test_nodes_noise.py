@@ -6,7 +6,8 @@ import pytest
 import torch
 from latent_ops_nodes import noise as nodes
 
-from latent_ops import latent_format, noise, noising
+from latent_ops import latent_format, noise
+from latent_ops.sampling import noising
 
 DEFAULTS = {"width": 64, "height": 48, "batch_size": 2, "seed": 5, "convention": "comfy",
             "noise_type": "gaussian", "subseed": 0, "subseed_strength": 0.0}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from latent_ops import model_paths
-from latent_ops.diffusion import sample
+from latent_ops.sampling.diffusion import sample
+from latent_ops.weights import folders as model_paths
 
 
 def _tiny_folder_builder():

@@ -6,7 +6,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from latent_ops import ldm_convert, model_paths, models
+from latent_ops.vae import loading as models
+from latent_ops.weights import folders as model_paths
+from latent_ops.weights import ldm_convert
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Seed conventions of latent_ops.noise, each against a reference written out here."""
+"""Seed conventions of latent_ops.noise.conventions, each against a reference written out here."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latent_ops import noise
-from latent_ops.philox import PhiloxGenerator
+from latent_ops.noise.philox import PhiloxGenerator
 
 
 def comfy_prepare_noise(shape: tuple, seed: int, noise_inds: list | None = None, dtype=torch.float32):

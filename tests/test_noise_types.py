@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latent_ops import noise, noise_types
-from latent_ops.philox import PhiloxGenerator
+from latent_ops import noise
+from latent_ops.noise import types as noise_types
+from latent_ops.noise.philox import PhiloxGenerator
 
 TYPES = ["gaussian", "uniform", "perlin", "pyramid", "pink", "brown", "blue", "violet", "offset"]
 

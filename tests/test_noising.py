@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latent_ops import latent_format, noising
+from latent_ops import latent_format
+from latent_ops.sampling import noising
 
 
 def comfy_add_noise(latent, noise, scale, model_type, scale_factor=1.0, shift_factor=0.0):

@@ -1,4 +1,4 @@
-"""latent_ops.pca against a numpy SVD reference."""
+"""latent_ops.space.pca against a numpy SVD reference."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_ops.pca import fit_pca
+from latent_ops.space.pca import fit_pca
 
 
 @pytest.mark.parametrize("shape", [(200, 6), (5, 40)])

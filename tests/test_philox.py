@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_ops import philox
+from latent_ops.noise import philox
 
 M32 = 0xFFFFFFFF
 

@@ -11,9 +11,10 @@ import types
 import pytest
 import torch
 
-from latent_ops import sampling, schedules
-from latent_ops.denoisers import DiscreteSampling
-from latent_ops.noise import StepNoise
+from latent_ops import sampling
+from latent_ops.noise.conventions import StepNoise
+from latent_ops.sampling import schedules
+from latent_ops.sampling.denoisers import DiscreteSampling
 
 S2 = 0.7
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from latent_ops import schedules
-from latent_ops.denoisers import DiscreteSampling, FlowSampling
+from latent_ops.sampling import schedules
+from latent_ops.sampling.denoisers import DiscreteSampling, FlowSampling
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""latent_ops.space: features and projections (PCA against a numpy SVD reference, t-SNE, errors)."""
+"""latent_ops.space.project: features and projections (PCA against a numpy SVD reference, t-SNE, errors)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""latent_ops.space_map: the map picture, thumbnail subsampling and lazy decoding."""
+"""latent_ops.space.plot: the map picture, thumbnail subsampling and lazy decoding."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from latent_ops import space, space_map
+from latent_ops import space
+from latent_ops.space import plot as space_map
 
 MAGENTA = torch.tensor([1.0, 0.0, 1.0])
 

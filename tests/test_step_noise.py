@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latent_ops import noise, step_noise
-from latent_ops.philox import PhiloxGenerator
+from latent_ops import noise
+from latent_ops.noise import step as step_noise
+from latent_ops.noise.philox import PhiloxGenerator
 
 M64 = 2**64 - 1
 

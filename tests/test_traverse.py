@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latent_ops import traverse as T
-from latent_ops.pca import fit_pca
+from latent_ops.space.pca import fit_pca
 
 
 def _latent(gen: torch.Generator, *shape: int) -> torch.Tensor:

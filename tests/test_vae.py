@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from latent_ops import latent_format
-from latent_ops import vae_any as vae_mod
-from latent_ops.vae import VAE
+from latent_ops.vae import generic as vae_mod
+from latent_ops.vae.wrapper import VAE
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_auto_tiling_when_memory_is_short(kl, gen, caplog) -> None:
     z = torch.randn(1, 4, 12, 10, generator=gen)
     ref = vae.decode(z)
     small = VAE(kl, latent_format.SD15, "sd15", memory_budget=vae.memory_used_decode(z.shape, torch.float32) // 2)
-    with caplog.at_level(logging.INFO, logger="latent_ops.vae"):
+    with caplog.at_level(logging.INFO, logger="latent_ops.vae.wrapper"):
         out = small.decode(z)
     assert "tiling" in caplog.text
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
@@ -137,7 +137,7 @@ def test_nan_in_half_precision_retries_in_float32(kl, gen, tiny_kl, caplog) -> N
 
     handle = vae.module.decoder.conv_out.register_forward_hook(overflow)
     z = torch.randn(3, 4, 2, 2, generator=gen)
-    with caplog.at_level(logging.WARNING, logger="latent_ops.vae"):
+    with caplog.at_level(logging.WARNING, logger="latent_ops.vae.wrapper"):
         out = vae.decode(z, batch_chunk=2)
     handle.remove()
     assert "decode chunk 0:2" in caplog.text and "decode chunk 2:3" in caplog.text and "float32" in caplog.text

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latent_ops import vae_stream, vae_tiling
+from latent_ops.vae import stream as vae_stream
+from latent_ops.vae import tiling as vae_tiling
 
 
 def tiny_kl(gen, chans=(8, 16, 16, 16), attn=True, latent=4, quant=True):

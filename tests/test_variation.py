@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_ops import variation
+from latent_ops.noise import variation
 
 
 def numpy_column_slerp(val: float, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from latent_ops import files
+from latent_ops.media import files
 from latent_ops.workflow import WorkflowError, api_to_ui, from_data, load, set_ui_widget, ui_to_api, validate
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from latent_ops import cli, files
-from latent_ops.workflow import Engine, load, validate
+from latent_ops.media import files
+from latent_ops.workflow import Engine, cli, load, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))

@@ -94,8 +94,8 @@ def class_samples(parts: EmbeddedParts, n_per_class: int, steps: int, cfg: float
 def kdiffusion_accuracy(folder: Path, classifier: torch.nn.Module, names: list[str], n_per_class: int,
                         steps: int, cfg: float, seed: int) -> float:
     """Accuracy of samples drawn through the project's user path (``load_checkpoint`` + ``sample``, euler)."""
-    from ..checkpoints import load_checkpoint
-    from ..diffusion import sample
+    from ..checkpoints.loading import load_checkpoint
+    from ..sampling.diffusion import sample
 
     model, te, vae = load_checkpoint(folder)
     h = load_embedded(folder).backbone.unet.config.sample_size

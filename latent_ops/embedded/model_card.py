@@ -88,7 +88,7 @@ CFG) works on a CPU-only machine with no downloads. It is a toy: 32x32 pictures,
 | Classifier on held-out real glyphs | {_pct(clf['heldout_real_acc'])} |
 | Classifier on VAE reconstructions of them | {_pct(clf['vae_reconstruction_acc'])} |
 | Class-conditional samples recognised ({smp['n']} samples, DDIM {smp['steps']} steps, CFG {smp['cfg']:g}) | **{_pct(smp['accuracy'])}** |
-| Same through `load_checkpoint` + `latent_ops.diffusion.sample` (euler, normal, {kd.get('steps', '-')} steps, CFG {kd.get('cfg', '-')}) | {_pct(kd['accuracy']) if kd else 'not run'} |
+| Same through `load_checkpoint` + `latent_ops.sampling.diffusion.sample` (euler, normal, {kd.get('steps', '-')} steps, CFG {kd.get('cfg', '-')}) | {_pct(kd['accuracy']) if kd else 'not run'} |
 
 Sample accuracy at lower CFG (DDIM {smp['steps']} steps):
 {cfg_extra}

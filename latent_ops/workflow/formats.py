@@ -79,7 +79,7 @@ def load(path: str | Path, registry: Mapping[str, type], display_names: Mapping[
     except OSError as err:
         raise WorkflowError(f"cannot read workflow {path}: {err.strerror or err}") from None
     if data.startswith(PNG_SIGNATURE):
-        from .. import files  # imports torch; only PNG workflows need it
+        from ..media import files
 
         try:
             chunks = files.read_png_text(data)

@@ -1,0 +1,27 @@
+"""Seeded noise: named seed conventions, noise types, variation seeds and per-image step noise.
+
+- :mod:`.conventions`: :func:`make_noise` under the ``comfy``, ``a1111``, ``a1111_nv`` and
+  ``diffusers`` conventions (the public names below come from there).
+- :mod:`.types`: uniform, Perlin, pyramid, coloured and offset noise on the same generators.
+- :mod:`.variation`: variation seeds (A1111 subseeds) and stacked ``seed:weight`` variations.
+- :mod:`.step`: per-image step noise for stochastic samplers.
+- :mod:`.philox`: the CPU emulation of CUDA's Philox ``randn`` (A1111 "NV").
+"""
+
+from .conventions import (
+    CONVENTIONS,
+    NOISE_VERSIONS,
+    STEP_NOISE_VERSION,
+    StepNoise,
+    derive_step_seed,
+    image_seeds,
+    make_noise,
+    make_step_noise,
+    noise_shape,
+    versions,
+)
+
+__all__ = [
+    "CONVENTIONS", "NOISE_VERSIONS", "STEP_NOISE_VERSION", "StepNoise", "derive_step_seed", "image_seeds",
+    "make_noise", "make_step_noise", "noise_shape", "versions",
+]

@@ -1,0 +1,339 @@
+"""Seeded latent noise under named, versioned conventions; per-image step noise for samplers.
+
+All noise is drawn on the CPU from explicit generators (never the global RNG), then cast and
+moved to the requested dtype/device, so a seed gives the same tensor on every machine.
+
+Conventions (``CONVENTIONS``; output version in ``NOISE_VERSIONS``):
+
+``comfy``
+    ComfyUI's ``comfy/sample.py:prepare_noise``: one CPU generator seeded with ``seed`` and one
+    draw of the whole batch shape; when the latent carries ``batch_index``, one draw of shape
+    ``[1, ...]`` per index ``0..max(batch_index)`` with the needed ones picked (repeated indices
+    share noise). Gaussian noise is drawn directly in ``dtype``, as ComfyUI draws in the latent's
+    dtype (a float16 CPU draw is not always the rounded float32 draw).
+``a1111``
+    AUTOMATIC1111 with ``RNG: CPU``: image ``i`` is drawn alone from a CPU generator seeded with
+    ``seed + i`` (``seed + batch_index[i]`` if given). Quirk kept: with a variation on
+    (``subseed_strength != 0``) the main seed stays ``seed`` for every image and the *subseed*
+    increments (``subseed + i``). The variation is A1111's per-column slerp. Image ``i`` equals
+    ComfyUI batch-1 noise for seed ``seed + i``.
+``a1111_nv``
+    The same with ``RNG: NV``: :class:`latent_ops.noise.philox.PhiloxGenerator`, the CPU emulation of
+    CUDA's Philox ``randn``. A1111's default ``GPU`` source depends on the GPU and cannot be
+    reproduced on a CPU; asking for ``a1111_gpu`` raises.
+``diffusers``
+    ``diffusers.utils.torch_utils.randn_tensor`` with a list of CPU generators, one per image,
+    seeded ``seed + i`` (``seed + batch_index[i]``): image ``i`` is ``randn((1, C, H, W))`` from
+    its own generator, in ``dtype`` as ``randn_tensor`` draws. Variation mixing is the whole-sample
+    slerp.
+
+Non-Gaussian types and the a1111 conventions draw in float32 and cast at the end.
+
+Noise types other than Gaussian (:mod:`latent_ops.noise.types`) use the same generators and
+layout; variations (:mod:`latent_ops.noise.variation`) work for every type and convention: the
+variation noise of seed ``s`` is exactly the noise the same call makes with ``seed=s`` and no
+variation, so strength 1 reproduces the other seed's noise.
+
+Seeds are integers in ``[0, 2**64)``; per-image seeds ``seed + i`` wrap modulo ``2**64``.
+Step noise lives in :mod:`latent_ops.noise.step` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from . import types as noise_types
+from . import variation
+from .philox import PHILOX_VERSION, PhiloxGenerator
+from .step import STEP_NOISE_VERSION, StepNoise, derive_step_seed
+
+__all__ = [
+    "CONVENTIONS",
+    "NOISE_VERSIONS",
+    "STEP_NOISE_VERSION",
+    "StepNoise",
+    "derive_step_seed",
+    "image_seeds",
+    "make_noise",
+    "make_step_noise",
+    "noise_shape",
+    "versions",
+]
+
+CONVENTIONS = ("comfy", "a1111", "a1111_nv", "diffusers")
+"""Names of the seed conventions accepted by :func:`make_noise`."""
+
+NOISE_VERSIONS: dict[str, int] = {"comfy": 1, "a1111": 1, "a1111_nv": 1, "diffusers": 1}
+"""Output version of each convention (bumped whenever a seed's noise would change)."""
+
+_WRAP = 2**64
+
+
+def versions() -> dict[str, int]:
+    """Every output version that a noise result depends on, flat (for metadata in saved files).
+
+    Keys: ``convention.<name>``, ``type.<name>``, ``variation``, ``step_noise``, ``philox``.
+    """
+    out = {f"convention.{k}": v for k, v in NOISE_VERSIONS.items()}
+    out.update({f"type.{k}": v for k, v in noise_types.TYPE_VERSIONS.items()})
+    out.update(variation=variation.VARIATION_VERSION, step_noise=STEP_NOISE_VERSION, philox=PHILOX_VERSION)
+    return out
+
+
+def _check_convention(convention: str) -> str:
+    if convention == "a1111_gpu":
+        raise ValueError(
+            "convention 'a1111_gpu': A1111's GPU noise depends on the GPU model and cannot be reproduced "
+            "on the CPU; use 'a1111_nv' (CPU emulation of CUDA's Philox randn) or 'a1111' (CPU)"
+        )
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown noise convention {convention!r}; known: {list(CONVENTIONS)}")
+    return convention
+
+
+def _check_batch_index(batch_index: Sequence[int] | None, batch_size: int) -> list[int] | None:
+    if batch_index is None:
+        return None
+    raw = list(batch_index)
+    if len(raw) != batch_size:
+        raise ValueError(f"batch_index has {len(raw)} entries but the batch has {batch_size} items")
+    try:
+        idx = [int(i) for i in raw]
+    except (TypeError, ValueError):
+        raise ValueError(f"batch_index must hold non-negative integers, got {raw}") from None
+    if any(i < 0 or i != r for i, r in zip(idx, raw, strict=True)):
+        raise ValueError(f"batch_index must hold non-negative integers, got {raw}")
+    return idx
+
+
+def image_seeds(
+    seed: int,
+    batch_size: int,
+    *,
+    convention: str = "comfy",
+    batch_index: Sequence[int] | None = None,
+    subseed_strength: float = 0.0,
+) -> list[int]:
+    """The per-image seed of each batch item (what step noise and single-image reruns use).
+
+    ``seed + batch_index[i]`` if ``batch_index`` is given, else ``seed + i`` (modulo 2**64), for
+    every convention. For ``a1111``/``a1111_nv`` with ``subseed_strength != 0`` every image keeps
+    ``seed`` (A1111's quirk: with a variation on, the main seed does not increment).
+
+    Args:
+        seed: base seed in [0, 2**64). batch_size: B >= 0.
+        convention: one of ``CONVENTIONS``. batch_index: optional (B,) noise indices.
+        subseed_strength: the variation strength (only the a1111 conventions look at it).
+
+    Returns:
+        ``B`` seeds.
+
+    Raises:
+        ValueError: on a bad seed, convention, batch size or batch_index.
+    """
+    seed = variation.check_seed(seed)
+    _check_convention(convention)
+    if int(batch_size) < 0:
+        raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+    idx = _check_batch_index(batch_index, int(batch_size))
+    offsets = idx if idx is not None else list(range(int(batch_size)))
+    if convention.startswith("a1111") and variation.check_strength(subseed_strength) != 0.0:
+        return [seed] * len(offsets)
+    return [(seed + k) % _WRAP for k in offsets]
+
+
+def noise_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """Validate a noise shape ``(B, C, H, W)`` or ``(B, C, T, H, W)`` and return it as a tuple."""
+    try:
+        dims = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"noise shape must be a sequence of ints, got {shape!r}") from None
+    if len(dims) not in (4, 5) or any(d < 0 for d in dims) or any(d == 0 for d in dims[1:]):
+        raise ValueError(
+            f"noise shape must be (B, C, H, W) or (B, C, T, H, W) with positive sizes, got {dims}"
+        )
+    return dims
+
+
+def _draw(
+    convention: str,
+    seeds: int | list[int],
+    shape: tuple[int, ...],
+    noise_type: str,
+    batch_index: list[int] | None,
+    draw_dtype: torch.dtype,
+    options: dict,
+) -> Tensor:
+    """One convention's noise for one seed (comfy) or per-image seeds (others); CPU tensor."""
+    fn = noise_types.get_type(noise_type)
+    one = (1,) + shape[1:]
+    if convention == "comfy":
+        source = noise_types.TorchSource(torch.Generator("cpu").manual_seed(int(seeds)), draw_dtype)
+        if not batch_index:  # None (one whole-batch draw) or an empty batch
+            return fn(source, shape, **options)
+        draws = [fn(source, one, **options) for _ in range(max(batch_index) + 1)]
+        return torch.cat([draws[i] for i in batch_index], dim=0)
+    out = []
+    for s in seeds:
+        if convention == "a1111_nv":
+            source = PhiloxGenerator(s)
+        else:
+            source = noise_types.TorchSource(torch.Generator("cpu").manual_seed(s), draw_dtype)
+        out.append(fn(source, one, **options))
+    if not out:
+        return torch.zeros(shape, dtype=torch.float32)
+    return torch.cat(out, dim=0)
+
+
+def _paste_centred(small: Tensor, big: Tensor) -> Tensor:
+    """A1111's "resize seed from": paste ``small`` centred into ``big`` (cropping if larger)."""
+    out = big.clone()
+    sh, sw = small.shape[-2:]
+    bh, bw = big.shape[-2:]
+    dx, dy = (bw - sw) // 2, (bh - sh) // 2
+    w = sw if dx >= 0 else sw + 2 * dx
+    h = sh if dy >= 0 else sh + 2 * dy
+    tx, ty = max(dx, 0), max(dy, 0)
+    sx, sy = max(-dx, 0), max(-dy, 0)
+    out[..., ty : ty + h, tx : tx + w] = small[..., sy : sy + h, sx : sx + w]
+    return out
+
+
+def make_noise(
+    shape: Sequence[int],
+    seed: int,
+    *,
+    convention: str = "comfy",
+    noise_type: str = "gaussian",
+    subseed: int = 0,
+    subseed_strength: float = 0.0,
+    variations: Sequence[tuple[int, float]] | str = (),
+    batch_index: Sequence[int] | None = None,
+    resize_from: tuple[int, int] | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    **type_options: float,
+) -> Tensor:
+    """Seeded noise of ``shape`` under a named convention (see the module docstring).
+
+    Steps: draw the base noise of ``seed`` (at the ``resize_from`` size if given); mix towards
+    the subseed's noise by ``subseed_strength``; then towards each stacked variation in order;
+    then, for ``resize_from``, paste the result centred into a fresh full-size draw of ``seed``
+    (A1111's order: the border keeps the unvaried base noise). Finally cast and move.
+
+    Args:
+        shape: (B, C, H, W) or (B, C, T, H, W) (the a1111 variation slerp needs 4-D).
+        seed: base seed in [0, 2**64).
+        convention: one of ``CONVENTIONS``.
+        noise_type: a name from :data:`latent_ops.noise.types.NOISE_TYPES`.
+        subseed: variation seed. subseed_strength: its weight in [0, 1] (0 = off).
+        variations: stacked ``[(seed, weight), ...]`` or a string ``"123:0.2, 456:0.1"``.
+        batch_index: optional (B,) noise index of each item (a LATENT's ``batch_index``).
+        resize_from: ``(h, w)`` in latent cells the seed was first used at (A1111's "resize seed
+            from", whose pixel sizes are divided by the downscale factor); ``None`` or any size
+            <= 0 turns it off.
+        dtype: floating output dtype. device: output device.
+        **type_options: options of the noise type (e.g. ``octaves=3`` for perlin).
+
+    Returns:
+        Tensor of ``shape`` in ``dtype`` on ``device``.
+
+    Raises:
+        ValueError: on a bad shape, seed, convention, noise type, strength, variation list,
+            batch_index, resize size or dtype.
+    """
+    dims = noise_shape(shape)
+    seed = variation.check_seed(seed)
+    subseed = variation.check_seed(subseed, "subseed")
+    convention = _check_convention(convention)
+    noise_types.get_type(noise_type)
+    strength = variation.check_strength(subseed_strength)
+    stacked = variation.check_variations(variations)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"make_noise: dtype must be a floating torch dtype, got {dtype}")
+    b = dims[0]
+    idx = _check_batch_index(batch_index, b)
+    exact_dtype = noise_type == "gaussian" and convention in ("comfy", "diffusers")
+    draw_dtype = dtype if exact_dtype else torch.float32
+    method = "a1111" if convention.startswith("a1111") else "slerp"
+
+    small = dims
+    if resize_from is not None:
+        try:
+            rh, rw = (int(v) for v in resize_from)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"make_noise: resize_from must be (h, w) in latent cells, got {resize_from!r}"
+            ) from None
+        if rh > 0 and rw > 0:
+            small = dims[:-2] + (rh, rw)
+
+    def draw(s: int, at: tuple[int, ...], strength_for_seeds: float = 0.0) -> Tensor:
+        seeds: int | list[int] = s
+        if convention != "comfy":
+            seeds = image_seeds(
+                s, b, convention=convention, batch_index=idx, subseed_strength=strength_for_seeds
+            )
+        return _draw(convention, seeds, at, noise_type, idx, draw_dtype, type_options)
+
+    noise = draw(seed, small, strength)
+    if strength != 0.0:
+        noise = variation.mix_noise(noise, draw(subseed, small), strength, method=method)
+    for vseed, weight in stacked:
+        if weight != 0.0:
+            noise = variation.mix_noise(noise, draw(vseed, small), weight, method=method)
+    if small != dims:
+        noise = _paste_centred(noise, draw(seed, dims, strength))
+    return noise.to(dtype=dtype).to(device)
+
+
+def make_step_noise(
+    seed: int,
+    batch_size: int,
+    *,
+    convention: str = "comfy",
+    batch_index: Sequence[int] | None = None,
+    subseed: int = 0,
+    subseed_strength: float = 0.0,
+    variations: Sequence[tuple[int, float]] | str = (),
+    seed_delta: int | None = None,
+) -> StepNoise:
+    """Step noise for a batch, with the same per-image seeds :func:`make_noise` uses.
+
+    Image ``k`` gets :func:`image_seeds` ``(seed, ...)[k]`` as its seed, its subseed and each
+    stacked variation's seed follow the same rule, and the source is ``"nv"`` for ``a1111_nv``
+    and ``"cpu"`` otherwise. So image ``k`` of a batch gets the step noise of the same seed run
+    alone (with ``batch_index=[k]``), and strength 1 gives the subseed's own step noise.
+
+    Args:
+        seed: batch seed. batch_size: B. convention: one of ``CONVENTIONS``.
+        batch_index: optional (B,) noise indices. subseed, subseed_strength, variations: as in
+            :func:`make_noise`. seed_delta: see :func:`latent_ops.noise.step.derive_step_seed`.
+
+    Returns:
+        A :class:`StepNoise` for ``batch_size`` images.
+
+    Raises:
+        ValueError: on bad seeds, strengths, convention or batch_index.
+    """
+    strength = variation.check_strength(subseed_strength)
+    stacked = variation.check_variations(variations)
+    seeds = image_seeds(
+        seed, batch_size, convention=convention, batch_index=batch_index, subseed_strength=strength
+    )
+    subseeds = image_seeds(subseed, batch_size, convention=convention, batch_index=batch_index)
+    layers = [
+        (image_seeds(vseed, batch_size, convention=convention, batch_index=batch_index), weight)
+        for vseed, weight in stacked
+    ]
+    return StepNoise(
+        seeds,
+        subseeds=subseeds,
+        subseed_strength=strength,
+        variations=layers,
+        source="nv" if convention == "a1111_nv" else "cpu",
+        seed_delta=seed_delta,
+    )

@@ -1,0 +1,13 @@
+"""Sampling in the k-diffusion style: samplers, schedules, model sampling, CFG and the sampling loop.
+
+- :mod:`.registry`: one record per sampler (the public names below come from there).
+- :mod:`.basic`, :mod:`.multistep`, :mod:`.sde`: the sampler loops.
+- :mod:`.schedules`: ComfyUI's schedules as pure functions returning sigmas ending in 0.
+- :mod:`.denoisers`: model sampling (eps/v discrete, flow), CFG and inpainting denoisers.
+- :mod:`.noising`: noise at a sigma in model space.
+- :mod:`.diffusion`: :class:`DiffusionModel`, :func:`sample` and :func:`unsample`.
+"""
+
+from .registry import SAMPLER_NAMES, SAMPLERS, STOCHASTIC_SAMPLERS, run_sampler, step_noise_sampler
+
+__all__ = ["SAMPLERS", "SAMPLER_NAMES", "STOCHASTIC_SAMPLERS", "run_sampler", "step_noise_sampler"]

@@ -1,0 +1,407 @@
+"""``latent-ops``: run, validate and convert ComfyUI workflows without ComfyUI.
+
+Generic over the node registry it is given (the console script passes the headless registry).
+Exit codes: 0 success, 1 a node failed, 2 bad command line (or ``--set``), 3 the workflow cannot
+be read or fails validation, 130 interrupted. ``--json`` prints one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import itertools
+import json
+import math
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..media import files
+from . import (
+    Engine,
+    Event,
+    ExecutionError,
+    RunInterrupted,
+    ValidationFailed,
+    WorkflowError,
+    api_to_ui,
+    load,
+    object_info,
+    set_ui_widget,
+)
+from .schema import node_def
+from .validate import analyse
+
+EXIT_OK, EXIT_EXECUTION, EXIT_USAGE, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+MAX_SWEEP = 10_000
+
+
+class UsageError(ValueError):
+    """A bad command-line argument (exit code 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latent-ops", description="Run ComfyUI workflows headless (API or UI "
+                                     "format JSON, or a PNG that carries one).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="validate and run a workflow")
+    check = sub.add_parser("validate", help="validate a workflow without running it")
+    for p in (run, check):
+        p.add_argument("workflow", type=Path, help="workflow .json (API or UI format) or .png")
+        p.add_argument("--input-dir", type=Path, default=Path("input"), help="folder LoadImage/LoadLatent read from (default ./input)")
+        p.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                       help="override an input; NODE is an id, a title or a unique class; VALUE is JSON, text, "
+                            "a JSON list or a range A..B (lists make a sweep: the product of all --set lists)")
+        p.add_argument("--models-dir", type=Path, help="models folder (default: $LATENT_OPS_MODELS)")
+        p.add_argument("--extra-model-paths", type=Path, help="ComfyUI extra_model_paths.yaml")
+        p.add_argument("--json", action="store_true", help="print a JSON document for scripts")
+    run.add_argument("--out", type=Path, default=Path("output"), help="output folder (default ./output)")
+    run.add_argument("--temp-dir", type=Path, help="folder for PreviewImage files (default: system temp)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--traceback", action="store_true", help="print the failing node's traceback")
+    run.add_argument("--timings", action="store_true", help="print the seconds spent in each node")
+    nodes = sub.add_parser("nodes", help="list the node registry (--json: ComfyUI's /object_info shape)")
+    nodes.add_argument("--json", action="store_true")
+    nodes.add_argument("--input-dir", type=Path, default=Path("input"), help="folder listed by LoadImage's combo")
+    sub.add_parser("train-default", add_help=False,
+                   help="rebuild the embedded default model (options: python -m latent_ops.embedded.train --help)")
+    conv = sub.add_parser("convert", help="convert between UI and API format")
+    conv.add_argument("workflow", type=Path)
+    conv.add_argument("--to", choices=("api", "ui"), required=True)
+    conv.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    return parser
+
+
+# ----------------------------------------------------------------------------- --set
+def parse_values(text: str) -> list[Any]:
+    """``A..B`` (inclusive integer range), a JSON list, a JSON scalar, or else the text itself."""
+    match = re.fullmatch(r"\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*", text)
+    if match:
+        start, stop = int(match[1]), int(match[2])
+        if abs(stop - start) >= MAX_SWEEP:
+            raise UsageError(f"range {text!r} has more than {MAX_SWEEP} values")
+        step = 1 if stop >= start else -1
+        return list(range(start, stop + step, step))
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return [text]
+    if isinstance(value, list):
+        if not value:
+            raise UsageError(f"--set value {text!r} is an empty list")
+        return value
+    return [value]
+
+
+def _find_node(prompt: Mapping[str, Any], ref: str) -> str:
+    if ref in prompt:
+        return ref
+    for key in ("title", "class"):
+        hits = [nid for nid, spec in prompt.items() if isinstance(spec, dict) and (
+            (spec.get("_meta") or {}).get("title") == ref if key == "title" else spec.get("class_type") == ref)]
+        if len(hits) > 1:
+            raise UsageError(f"--set: {ref!r} matches several nodes by {key} ({', '.join(hits)}); use a node id")
+        if hits:
+            return hits[0]
+    raise UsageError(f"--set: no node with id, title or class {ref!r}")
+
+
+def parse_sets(items: Sequence[str], prompt: Mapping[str, Any], registry: Mapping[str, type]) -> list[tuple[str, str, list[Any]]]:
+    """Parse ``NODE.INPUT=VALUE`` overrides into ``(node_id, input, values)``."""
+    sets = []
+    for item in items:
+        left, sep, right = item.partition("=")
+        ref, dot, name = left.rpartition(".")
+        if not sep or not dot or not ref or not name:
+            raise UsageError(f"--set {item!r}: expected NODE.INPUT=VALUE")
+        nid = _find_node(prompt, ref)
+        kind = prompt[nid].get("class_type")
+        if kind in registry:
+            declared = node_def(kind, registry[kind]).by_name
+            if name not in declared:
+                raise UsageError(f"--set {item!r}: node {nid} ({kind}) has no input {name!r}; "
+                                 f"inputs: {', '.join(declared) or 'none'}")
+        sets.append((nid, name, parse_values(right)))
+    total = 1
+    for _, _, values in sets:
+        total *= len(values)
+    if total > MAX_SWEEP:
+        raise UsageError(f"the --set sweep has {total} combinations (limit {MAX_SWEEP})")
+    return sets
+
+
+def sweep(prompt: dict[str, Any], ui: dict[str, Any] | None, sets: list[tuple[str, str, list[Any]]],
+          registry: Mapping[str, type]) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]]:
+    """Yield ``(prompt, ui, {"node.input": value})`` for each combination (first --set outermost)."""
+    for combo in itertools.product(*(values for _, _, values in sets)):
+        p, u = copy.deepcopy(prompt), copy.deepcopy(ui)
+        chosen = {}
+        for (nid, name, _), value in zip(sets, combo, strict=True):
+            p[nid].setdefault("inputs", {})[name] = value
+            if u is not None:
+                set_ui_widget(u, nid, name, value, registry)
+            chosen[f"{nid}.{name}"] = value
+        yield p, u, chosen
+
+
+# ----------------------------------------------------------------------------- output helpers
+def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str, err: bool = False) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(doc, indent=2, default=str))
+    elif text:
+        print(text, file=sys.stderr if err else sys.stdout)
+
+
+def _files_of(ui: Mapping[str, Any], out_dir: Path) -> list[str]:
+    paths = []
+    for entries in ui.values():
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and "filename" in entry:
+                root = files.temp_dir() if entry.get("type") == "temp" else out_dir
+                paths.append(str(root / entry.get("subfolder", "") / entry["filename"]))
+    return paths
+
+
+class _Bars:
+    """tqdm bars driven by engine events (nodes, and steps inside a node)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.nodes = self.steps = None
+
+    def start(self, total: int, label: str) -> None:
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.close()
+            self.nodes = tqdm(total=total, desc=label, unit="node", leave=False, file=sys.stderr, disable=None)
+
+    def __call__(self, event: Event) -> None:
+        if self.nodes is None:
+            return
+        if event.kind == "start":
+            self.nodes.set_postfix_str(f"{event.node_id} {event.class_type}")
+        elif event.kind in ("end", "cached"):
+            self.nodes.update(1)
+            if self.steps is not None:
+                self.steps.close()
+                self.steps = None
+        elif event.kind == "progress":
+            from tqdm import tqdm
+
+            if self.steps is None or self.steps.total != event.total:
+                if self.steps is not None:
+                    self.steps.close()
+                self.steps = tqdm(total=event.total, desc=event.class_type, leave=False, file=sys.stderr, disable=None)
+            self.steps.n = event.value
+            self.steps.refresh()
+
+    def close(self) -> None:
+        for bar in (self.steps, self.nodes):
+            if bar is not None:
+                bar.close()
+        self.nodes = self.steps = None
+
+
+@contextlib.contextmanager
+def _sigint(engine: Engine) -> Iterator[None]:
+    """First Ctrl-C asks the engine to stop cooperatively; a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+
+    def handler(signum: int, frame: Any) -> None:  # noqa: ANN401
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        engine.interrupt()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _model_paths(args: argparse.Namespace) -> Iterator[None]:
+    if args.models_dir is None and args.extra_model_paths is None:
+        yield
+        return
+    from ..weights import folders as model_paths
+
+    with model_paths.using(args.models_dir, args.extra_model_paths):
+        yield
+
+
+# ----------------------------------------------------------------------------- commands
+class _Sweep:
+    """The prompts of a run; iterating makes fresh copies each time (no 10,000 copies kept)."""
+
+    def __init__(self, args: argparse.Namespace, registry: Mapping[str, type],
+                 display_names: Mapping[str, str] | None) -> None:
+        workflow = load(args.workflow, registry, display_names)
+        self.prompt, self.ui, self.registry = workflow.prompt, workflow.ui, registry
+        self.sets = parse_sets(args.set, workflow.prompt, registry)
+
+    def __len__(self) -> int:
+        return math.prod(len(values) for _, _, values in self.sets)
+
+    def __iter__(self) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]]:
+        return sweep(self.prompt, self.ui, self.sets, self.registry)
+
+
+def _validate_all(runs: _Sweep, registry: Mapping[str, type]) -> list[dict[str, Any]]:
+    problems = []
+    for index, (prompt, _, chosen) in enumerate(runs):
+        for problem in analyse(prompt, registry).problems:
+            problems.append({**problem.to_dict(), "run": index, "set": chosen})
+    return problems
+
+
+def _cmd_validate(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:
+    runs = _Sweep(args, registry, names)
+    problems = _validate_all(runs, registry)
+    if problems:
+        _emit(args, {"ok": False, "error": {"type": "validation", "problems": problems}},
+              _problem_text(problems), err=True)
+        return EXIT_INVALID
+    _emit(args, {"ok": True, "prompts": len(runs), "nodes": len(runs.prompt)},
+          f"{args.workflow}: valid ({len(runs.prompt)} nodes" + (f", {len(runs)} prompts)" if len(runs) > 1 else ")"))
+    return EXIT_OK
+
+
+def _problem_text(problems: list[dict[str, Any]]) -> str:
+    seen, lines = set(), []
+    for p in problems:
+        if p["message"] not in seen:
+            seen.add(p["message"])
+            lines.append(f"  - [{p['type']}] {p['message']}")
+    return f"workflow is invalid ({len(lines)} problem(s)):\n" + "\n".join(lines)
+
+
+def _cmd_run(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:
+    runs = _Sweep(args, registry, names)
+    problems = _validate_all(runs, registry)
+    if problems:
+        _emit(args, {"ok": False, "error": {"type": "validation", "problems": problems}},
+              _problem_text(problems), err=True)
+        return EXIT_INVALID
+    bars = _Bars(enabled=not args.no_progress and not args.json)
+    engine = Engine(registry, callback=bars)
+    report: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    try:
+        with _sigint(engine):
+            for index, (prompt, ui, chosen) in enumerate(runs):
+                bars.start(len(analyse(prompt, registry).needed), f"prompt {index + 1}/{len(runs)}")
+                result = engine.run(prompt, extra_pnginfo={"workflow": ui} if ui is not None else None)
+                written = [path for nid in result.executed if nid in result.ui for path in _files_of(result.ui[nid], args.out)]
+                report.append({"index": index, "set": chosen, "files": written, "executed": result.executed,
+                               "cached": result.cached, "timings": result.timings})
+                if not args.json:
+                    label = " ".join([f"[{index + 1}/{len(runs)}]"] * (len(runs) > 1) + [f"{k}={v}" for k, v in chosen.items()])
+                    print(f"{label or 'done'}: {len(result.executed)} node(s) run, {len(result.cached)} cached, "
+                          f"{sum(result.timings.values()):.2f} s")
+                    for path in written:
+                        print(f"  wrote {path}")
+                    for nid, seconds in sorted(result.timings.items(), key=lambda item: -item[1]) if args.timings else ():
+                        print(f"  {1e3 * seconds:9.2f} ms  node {nid} ({prompt[nid]['class_type']})")
+    except RunInterrupted as err:
+        bars.close()
+        _emit(args, {"ok": False, "runs": report, "error": {"type": "interrupted", "message": str(err),
+                                                            "node_id": err.node_id}}, f"interrupted: {err}", err=True)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        bars.close()
+        _emit(args, {"ok": False, "runs": report, "error": {"type": "interrupted", "message": "KeyboardInterrupt"}},
+              "interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except ExecutionError as err:
+        bars.close()
+        trace = "".join(traceback.format_exception(err.__cause__)) if err.__cause__ is not None else ""
+        text = f"error: {err}" + (f"\n{trace}" if args.traceback else "\n(run with --traceback for details)")
+        _emit(args, {"ok": False, "runs": report, "error": {
+            "type": "execution", "message": str(err), "node_id": err.node_id, "class_type": err.class_type,
+            "exception_type": err.error_type, "exception_message": err.error_message, "traceback": trace}}, text, err=True)
+        return EXIT_EXECUTION
+    bars.close()
+    seconds = time.perf_counter() - started
+    if args.json:
+        _emit(args, {"ok": True, "runs": report, "seconds": seconds}, "")
+    elif len(runs) > 1:
+        print(f"{len(runs)} prompts in {seconds:.2f} s")
+    return EXIT_OK
+
+
+def _cmd_nodes(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:
+    names = names or {}
+    info = {kind: object_info(kind, cls, names.get(kind)) for kind, cls in sorted(registry.items())}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return EXIT_OK
+    width = max((len(k) for k in info), default=0)
+    for kind, entry in info.items():
+        flag = " (output)" if entry["output_node"] else ""
+        print(f"{kind:<{width}}  {entry['display_name']}  [{entry['category']}]{flag}")
+    return EXIT_OK
+
+
+def _cmd_convert(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:
+    workflow = load(args.workflow, registry, names)
+    if args.to == "api":
+        doc = workflow.prompt
+    else:
+        doc = workflow.ui if workflow.ui is not None else api_to_ui(workflow.prompt, registry, names)
+    text = json.dumps(doc, indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        files.write_atomic(args.output, text.encode(), overwrite=True)
+    return EXIT_OK
+
+
+_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "nodes": _cmd_nodes, "convert": _cmd_convert}
+
+
+def main(argv: Sequence[str] | None, registry: Mapping[str, type], display_names: Mapping[str, str] | None = None) -> int:
+    """Run the ``latent-ops`` command line with ``registry``; returns the exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["train-default"]:
+        from ..embedded import train
+
+        train.main(words[1:])
+        return EXIT_OK
+    parser = _parser()
+    try:
+        args = parser.parse_args(words)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    in_dir = getattr(args, "input_dir", None)
+    try:
+        with files.using(input_dir=in_dir, output_dir=getattr(args, "out", None), temp_dir=getattr(args, "temp_dir", None)):
+            with _model_paths(args) if hasattr(args, "models_dir") else contextlib.nullcontext():
+                return _COMMANDS[args.command](args, registry, display_names)
+    except UsageError as err:
+        _emit(args, {"ok": False, "error": {"type": "usage", "message": str(err)}}, f"latent-ops: {err}", err=True)
+        return EXIT_USAGE
+    except ValidationFailed as err:
+        problems = [p.to_dict() for p in err.problems]
+        _emit(args, {"ok": False, "error": {"type": "validation", "problems": problems}}, _problem_text(problems), err=True)
+        return EXIT_INVALID
+    except (WorkflowError, files.FileAccessError) as err:
+        _emit(args, {"ok": False, "error": {"type": "workflow", "message": str(err)}}, f"latent-ops: {err}", err=True)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except (OSError, ValueError) as err:  # e.g. an unreadable extra_model_paths.yaml
+        _emit(args, {"ok": False, "error": {"type": "usage", "message": str(err)}}, f"latent-ops: {err}", err=True)
+        return EXIT_USAGE
