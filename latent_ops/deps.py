@@ -13,8 +13,10 @@ import importlib
 import sys
 from types import ModuleType
 
+from .errors import LatentOpsError
 
-class MissingDependencyError(ImportError):
+
+class MissingDependencyError(LatentOpsError, ImportError):
     """An optional package that a loader needs is not installed."""
 
 

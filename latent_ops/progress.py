@@ -11,10 +11,10 @@ import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
 
-ProgressHook = Callable[[int, int], None]
-"""``hook(done, total)``; may raise :class:`Interrupted`."""
+Callback = Callable[[int, int], None]
+"""``report(done, total)``: the one progress callback type of the library; may raise :class:`Interrupted`."""
 
-_hook: contextvars.ContextVar[ProgressHook | None] = contextvars.ContextVar("latent_ops_progress", default=None)
+_hook: contextvars.ContextVar[Callback | None] = contextvars.ContextVar("latent_ops_progress", default=None)
 
 
 class Interrupted(Exception):
@@ -29,7 +29,7 @@ def report(done: int, total: int) -> None:
 
 
 @contextlib.contextmanager
-def reporting(hook: ProgressHook | None) -> Iterator[None]:
+def reporting(hook: Callback | None) -> Iterator[None]:
     """Install ``hook`` for the duration of the ``with`` block."""
     token = _hook.set(hook)
     try:

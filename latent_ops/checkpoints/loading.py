@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ..deps import require
+from ..errors import CheckpointError
 from ..latent_format import LatentFormat
 from ..sampling.denoisers import DiscreteSampling
 from ..sampling.diffusion import DiffusionModel, TextEncoder
@@ -44,10 +45,6 @@ _FAMILY_MARKERS = (
     ("sd2", "cond_stage_model.model.ln_final.weight"),
     ("sd1", "cond_stage_model.transformer.text_model.final_layer_norm.weight"),
 )
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded (missing parts, unknown layout, mismatched shapes)."""
 
 
 def embedded_available() -> bool:

@@ -27,13 +27,11 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from ..errors import FileAccessError
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 _MAX_TEXT = 64 * 1024 * 1024
-
-
-class FileAccessError(ValueError):
-    """A file name escapes its folder, is missing, or cannot be read or written."""
 
 
 @dataclass(frozen=True)

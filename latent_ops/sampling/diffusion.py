@@ -9,7 +9,7 @@ CONDITIONING is ComfyUI's structure: a list of ``[tensor [1 or B, T, D], dict]``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -24,7 +24,6 @@ from .denoisers import Backbone, Denoiser, ModelSampling, cfg_denoiser, inpaint_
 
 Conditioning = list
 """ComfyUI CONDITIONING: ``[[tensor [1|B, T, D], {"pooled_output": ..., ...}], ...]``."""
-ProgressCallback = Callable[[int, int], None]
 
 _UNSUPPORTED_COND_KEYS = ("area", "mask", "control", "gligen", "timestep_start", "timestep_end", "hooks")
 
@@ -168,7 +167,7 @@ def _check_latent(latent: dict, name: str) -> Tensor:
     return s
 
 
-def _progress(callback: ProgressCallback | None, total: int) -> sampling.Callback:
+def _progress(callback: progress.Callback | None, total: int) -> sampling.Callback:
     report = callback if callback is not None else progress.report
 
     def cb(d: dict) -> None:
@@ -187,7 +186,7 @@ def sample(model: DiffusionModel, latent: dict, positive: Conditioning, negative
            noise_convention: str = "comfy", subseed: int = 0, subseed_strength: float = 0.0,
            start_step: int | None = None, end_step: int | None = None, add_noise: bool = True,
            return_leftover_noise: bool = False, noise: Tensor | None = None,
-           variations: Sequence[tuple[int, float]] | str = (), callback: ProgressCallback | None = None) -> dict:
+           variations: Sequence[tuple[int, float]] | str = (), callback: progress.Callback | None = None) -> dict:
     """Sample a LATENT the way ComfyUI's KSampler / KSamplerAdvanced do, with reproducible step noise.
 
     Initial noise comes from :func:`latent_ops.noise.make_noise` (``noise_convention``, variation
@@ -263,7 +262,7 @@ INVERTIBLE_SAMPLERS: tuple[str, ...] = ("euler", "ddim", "heun", "dpm_2", "dpmpp
 
 def unsample(model: DiffusionModel, latent: dict, positive: Conditioning, negative: Conditioning, *, steps: int,
              cfg: float, sampler_name: str = "euler", scheduler: str = "normal", denoise: float = 1.0,
-             callback: ProgressCallback | None = None) -> dict:
+             callback: progress.Callback | None = None) -> dict:
     """Invert ``latent`` to the noise that :func:`sample` turns back into (approximately) it.
 
     Runs the probability-flow ODE upwards over the reversed schedule of ``sample`` (the first

@@ -14,7 +14,6 @@ Distances are computed in row blocks of ``chunk`` points, so memory stays ``O(ch
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -127,7 +126,7 @@ def _lloyd(x: Tensor, centers: Tensor, max_iter: int, tol: float, chunk: int) ->
     return labels, centers, float(dist.double().sum()), n_iter
 
 
-def kmeans(x: Tensor, k: int, *, seed: int = 0, n_init: int = 4, max_iter: int = 100, tol: float = 1e-4, chunk: int = 4096, callback: Callable[[int, int], None] | None = None) -> KMeansResult:
+def kmeans(x: Tensor, k: int, *, seed: int = 0, n_init: int = 4, max_iter: int = 100, tol: float = 1e-4, chunk: int = 4096, callback: progress.Callback | None = None) -> KMeansResult:
     """k-means (Lloyd) with seeded k-means++ initialisation and ``n_init`` restarts.
 
     The data are centred first (better float32 accuracy for the distance expansion). A cluster
@@ -261,7 +260,7 @@ class Clustering:
         return "\n".join(lines)
 
 
-def cluster(latents: Tensor, k: int | None = None, *, k_min: int = 2, k_max: int = 10, feature: FeatureKind = "flat", pool: int = 2, seed: int = 0, n_init: int = 4, silhouette_sample: int = 2000, callback: Callable[[int, int], None] | None = None) -> Clustering:
+def cluster(latents: Tensor, k: int | None = None, *, k_min: int = 2, k_max: int = 10, feature: FeatureKind = "flat", pool: int = 2, seed: int = 0, n_init: int = 4, silhouette_sample: int = 2000, callback: progress.Callback | None = None) -> Clustering:
     """Cluster a latent batch with k-means; ``k=None`` (or 0) picks ``k`` by silhouette.
 
     Centroids are returned in latent shape: the mean of each cluster's member latents in latent

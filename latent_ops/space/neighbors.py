@@ -8,7 +8,6 @@ queries, so memory stays ``O(chunk * N)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,7 +68,7 @@ def _exact(q: Tensor, r: Tensor, metric: str) -> Tensor:
     return (q.double() - r.double()).norm(dim=1).float()
 
 
-def nearest(query: Tensor, reference: Tensor, k: int = 5, *, metric: Metric = "euclidean", exclude_self: bool = False, feature: FeatureKind = "flat", pool: int = 2, chunk: int = 1024, callback: Callable[[int, int], None] | None = None) -> Neighbors:
+def nearest(query: Tensor, reference: Tensor, k: int = 5, *, metric: Metric = "euclidean", exclude_self: bool = False, feature: FeatureKind = "flat", pool: int = 2, chunk: int = 1024, callback: progress.Callback | None = None) -> Neighbors:
     """The ``k`` nearest reference latents of each query latent.
 
     Candidates are ranked by distances from the expansion in float32; the returned distances

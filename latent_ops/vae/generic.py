@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .. import progress
-from .wrapper import VAE, Progress
+from .wrapper import VAE
 
 
 def encode_image(
@@ -21,7 +21,7 @@ def encode_image(
     overlap: int = 64,
     sample: bool = False,
     seed: int = 0,
-    callback: Progress | None = None,
+    callback: progress.Callback | None = None,
 ) -> Tensor:
     """Encode with any VAE that has ComfyUI's duck type (ours or ``comfy.sd.VAE``).
 
@@ -59,7 +59,7 @@ def decode_latent(
     tile_size: int = 0,
     overlap: int = 64,
     batch_chunk: int = 0,
-    callback: Progress | None = None,
+    callback: progress.Callback | None = None,
 ) -> Tensor:
     """Decode with any VAE that has ComfyUI's duck type, in batch chunks (bounded memory).
 

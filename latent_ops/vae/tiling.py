@@ -66,7 +66,6 @@ from .stream import (
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 
 STATS_CELL = 32
 """Mosaic cell of the statistics pass, in latent pixels."""
@@ -163,7 +162,7 @@ def run_tiles(
     overlap: int,
     ratio: float,
     out_channels: int,
-    callback: Progress | None = None,
+    callback: progress.Callback | None = None,
     align: int = 1,
 ) -> Tensor:
     """Apply a spatial map tile by tile, each tile with a halo of ``overlap``; keep only cores.
@@ -248,7 +247,7 @@ def tiled_decode(
     strategy: str = "auto",
     memory_budget: int | None = None,
     stats_downscale: int | None = None,
-    callback: Progress | None = None,
+    callback: progress.Callback | None = None,
 ) -> Tensor:
     """Seamless tiled decode of raw latents for diffusers ``AutoencoderKL``/``AutoencoderTiny``.
 
@@ -303,7 +302,7 @@ def tiled_encode(
     strategy: str = "auto",
     memory_budget: int | None = None,
     stats_downscale: int | None = None,
-    callback: Progress | None = None,
+    callback: progress.Callback | None = None,
 ) -> Tensor:
     """Seamless tiled encode of ``[B, 3, H, W]`` in [-1, 1] (H, W multiples of the downscale).
 

@@ -35,7 +35,6 @@ from . import tiling as vae_tiling
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 
 UNTILED_DECODE_BYTES_PER_PIXEL = 8.0
 """Peak bytes of an untiled KL decode per output pixel, per last-level channel, per element byte
@@ -179,7 +178,7 @@ class VAE:
         _check_finite(samples, name)
 
     # ------------------------------------------------------------------ core (one chunk)
-    def _encode_chunk(self, x: Tensor, tiled: tuple[tuple[int, int], int, str] | None, cb: Progress | None) -> Tensor:
+    def _encode_chunk(self, x: Tensor, tiled: tuple[tuple[int, int], int, str] | None, cb: progress.Callback | None) -> Tensor:
         """``[b,3,H,W]`` in [-1,1] -> raw moments (KL: ``[b,2C,h,w]``) or raw latents (Tiny)."""
         x = x.to(self.device, self.dtype)
         with torch.inference_mode():
@@ -195,7 +194,7 @@ class VAE:
                     out = self.module.quant_conv(out)
         return out.float().cpu()
 
-    def _decode_chunk(self, z: Tensor, tiled: tuple[tuple[int, int], int, str] | None, cb: Progress | None) -> Tensor:
+    def _decode_chunk(self, z: Tensor, tiled: tuple[tuple[int, int], int, str] | None, cb: progress.Callback | None) -> Tensor:
         """Raw latent chunk -> ``[b,3,H,W]`` in [-1,1] (float32, CPU)."""
         if self.is_tiny:
             z = self.latent_format.process_in(z.float())
@@ -244,7 +243,7 @@ class VAE:
         *,
         fit: str = "crop",
         batch_chunk: int | None = None,
-        callback: Progress | None = None,
+        callback: progress.Callback | None = None,
     ) -> Tensor:
         """Encode an IMAGE batch to raw latents.
 
@@ -279,7 +278,7 @@ class VAE:
         sample: bool,
         generator: torch.Generator | None,
         chunk: int,
-        callback: Progress | None,
+        callback: progress.Callback | None,
     ) -> Tensor:
         outs = []
         n = x.shape[0]
@@ -300,7 +299,7 @@ class VAE:
         return mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
 
     def decode(
-        self, samples: Tensor, *, batch_chunk: int | None = None, callback: Progress | None = None
+        self, samples: Tensor, *, batch_chunk: int | None = None, callback: progress.Callback | None = None
     ) -> Tensor:
         """Decode raw latents to an IMAGE batch.
 
@@ -325,7 +324,7 @@ class VAE:
         return self._decode_batches(samples, tiled, self._chunks(samples.shape[0], per, batch_chunk), callback)
 
     def _decode_batches(
-        self, z: Tensor, tiled: tuple[tuple[int, int], int, str] | None, chunk: int, callback: Progress | None
+        self, z: Tensor, tiled: tuple[tuple[int, int], int, str] | None, chunk: int, callback: progress.Callback | None
     ) -> Tensor:
         n = z.shape[0]
         out = None
@@ -355,7 +354,7 @@ class VAE:
         sample: bool = False,
         generator: torch.Generator | None = None,
         fit: str = "crop",
-        callback: Progress | None = None,
+        callback: progress.Callback | None = None,
     ) -> Tensor:
         """Seamless tiled :meth:`encode`; tile sizes and overlap in **pixels** (ComfyUI units).
 
@@ -381,7 +380,7 @@ class VAE:
         overlap_t: int | None = None,
         *,
         strategy: str = "auto",
-        callback: Progress | None = None,
+        callback: progress.Callback | None = None,
     ) -> Tensor:
         """Seamless tiled :meth:`decode`; tile sizes and overlap in **latent** pixels (ComfyUI units).
 

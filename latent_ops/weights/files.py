@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..errors import ModelLoadError
+
 StateDict = dict[str, Tensor]
 
 SAFE_EXTENSIONS = (".safetensors", ".sft")
@@ -23,10 +25,6 @@ _DTYPE_BYTES = {
     "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
 }  # fmt: skip
 MAX_HEADER_BYTES = 100 * 2**20
-
-
-class ModelLoadError(ValueError):
-    """A model file that is missing, unsafe, corrupt, or not a supported VAE (message names it)."""
 
 
 # --------------------------------------------------------------------------- files

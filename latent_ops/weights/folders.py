@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ModelPathError
+
 ENV_VAR = "LATENT_OPS_MODELS"
 KINDS: tuple[str, ...] = ("vae", "checkpoints", "vae_approx", "diffusers")
 
@@ -32,10 +34,6 @@ class _Config:
 
 
 _config: contextvars.ContextVar[_Config | None] = contextvars.ContextVar("latent_ops_model_paths", default=None)
-
-
-class ModelPathError(ValueError):
-    """A model name that cannot be resolved, or that tries to leave the model folders."""
 
 
 def _strip_comment(line: str) -> str:

@@ -11,6 +11,8 @@ import reprlib
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import LatentOpsError
+
 _MAX_REPR = 120
 
 
@@ -62,7 +64,7 @@ class Problem:
         return self.message
 
 
-class WorkflowError(ValueError):
+class WorkflowError(LatentOpsError):
     """A workflow file could not be read or converted (not JSON, wrong structure, no workflow)."""
 
 
