@@ -1,8 +1,11 @@
 """Seeds: the one home of the seed range and its checks.
 
 A seed is an integer in ``[0, 2**64)`` (ComfyUI's widget range, A1111's and diffusers' too).
-Per-image seeds ``seed + i`` wrap modulo ``2**64``. Nothing folds a seed into a smaller range:
-code that needs fewer bits derives them with :func:`seed32`, never with ``% 2**32``.
+Per-image seeds ``seed + i`` wrap modulo ``2**64`` (:func:`offset`). Nothing folds a seed into a
+smaller range: code that needs fewer bits derives them with :func:`seed32`, never with ``% 2**32``.
+
+A public function checks each seed it is given once, with :func:`check_seed`; :func:`offset`,
+:func:`mix64` and :func:`seed32` work on seeds that were already checked and check nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def check_seed(seed: int, name: str = "seed") -> int:
 
 
 def offset(seed: int, k: int) -> int:
-    """``seed + k`` modulo ``2**64`` (the seed of image ``k`` under per-image conventions)."""
+    """``seed + k`` modulo ``2**64`` (the seed of image ``k`` under per-image conventions); ``k`` may be negative."""
     return (seed + k) % (MAX_SEED + 1)
 
 
@@ -47,9 +50,14 @@ def mix64(z: int) -> int:
 
 
 def seed32(seed: int) -> int:
-    """A 32-bit seed for APIs that take no more (numpy, scikit-learn): the high half of :func:`mix64`.
+    """A seed in ``[0, 2**32)`` for APIs that take no more (numpy's ``RandomState``, scikit-learn).
 
-    Every bit of the 64-bit seed matters, so ``s`` and ``s + 2**32`` give different streams
-    (``% 2**32`` would make them equal).
+    A seed below ``2**32`` is returned as it is, so such a seed means what it always meant to
+    those APIs; a larger seed becomes the high half of :func:`mix64` of it, so every bit matters
+    and ``s`` and ``s + 2**32`` give different streams (``% 2**32`` would make them equal).
+    Like any map onto fewer bits it has collisions (a pair of seeds collides with odds 2**-32).
+
+    Args:
+        seed: a seed already checked by :func:`check_seed`.
     """
-    return mix64(check_seed(seed)) >> 32
+    return seed if seed < 2**32 else mix64(seed) >> 32

@@ -41,10 +41,12 @@ Step noise lives in :mod:`latent_ops.noise.step` and is re-exported here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .. import seeds
 from . import types as noise_types
 from . import variation
 from .philox import PHILOX_VERSION, PhiloxGenerator
@@ -68,9 +70,6 @@ CONVENTIONS = ("comfy", "a1111", "a1111_nv", "diffusers")
 
 NOISE_VERSIONS: dict[str, int] = {"comfy": 1, "a1111": 1, "a1111_nv": 1, "diffusers": 1}
 """Output version of each convention (bumped whenever a seed's noise would change)."""
-
-_WRAP = 2**64
-
 
 def versions() -> dict[str, int]:
     """Every output version that a noise result depends on, flat (for metadata in saved files).
@@ -109,14 +108,43 @@ def _check_batch_index(batch_index: Sequence[int] | None, batch_size: int) -> li
     return idx
 
 
-def image_seeds(
-    seed: int,
-    batch_size: int,
-    *,
-    convention: str = "comfy",
-    batch_index: Sequence[int] | None = None,
-    subseed_strength: float = 0.0,
-) -> list[int]:
+@dataclass(frozen=True)
+class _Batch:
+    """The checked per-image seed rule of one call.
+
+    Attributes:
+        convention: a checked name from ``CONVENTIONS``.
+        batch_index: the checked (B,) noise indices, or ``None``.
+        offsets: what image ``i`` adds to a seed: ``batch_index[i]``, else ``i``.
+        keep_main_seed: A1111's quirk (an a1111 convention with a variation on): the main seed
+            does not increment.
+    """
+
+    convention: str
+    batch_index: list[int] | None
+    offsets: tuple[int, ...]
+    keep_main_seed: bool
+
+    def seeds(self, seed: int, *, main: bool = False) -> list[int]:
+        """Per-image seeds of a checked ``seed``; ``main``: it is the call's base seed."""
+        if main and self.keep_main_seed:
+            return [seed] * len(self.offsets)
+        return [seeds.offset(seed, k) for k in self.offsets]
+
+
+def _batch(batch_size: int, convention: str, batch_index: Sequence[int] | None, strength: float) -> _Batch:
+    """Check the batch arguments of a call (``strength`` already checked) and fix its seed rule."""
+    convention = _check_convention(convention)
+    b = int(batch_size)
+    if b < 0:
+        raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+    idx = _check_batch_index(batch_index, b)
+    offsets = tuple(idx) if idx is not None else tuple(range(b))
+    return _Batch(convention, idx, offsets, convention.startswith("a1111") and strength != 0.0)
+
+
+def image_seeds(seed: int, batch_size: int, *, convention: str = "comfy", batch_index: Sequence[int] | None = None,
+                subseed_strength: float = 0.0) -> list[int]:
     """The per-image seed of each batch item (what step noise and single-image reruns use).
 
     ``seed + batch_index[i]`` if ``batch_index`` is given, else ``seed + i`` (modulo 2**64), for
@@ -126,23 +154,17 @@ def image_seeds(
     Args:
         seed: base seed in [0, 2**64). batch_size: B >= 0.
         convention: one of ``CONVENTIONS``. batch_index: optional (B,) noise indices.
-        subseed_strength: the variation strength (only the a1111 conventions look at it).
+        subseed_strength: the variation strength in [0, 1] (only the a1111 conventions use it).
 
     Returns:
         ``B`` seeds.
 
     Raises:
-        ValueError: on a bad seed, convention, batch size or batch_index.
+        ValueError: on a bad seed, convention, batch size, batch_index or strength.
     """
-    seed = variation.check_seed(seed)
-    _check_convention(convention)
-    if int(batch_size) < 0:
-        raise ValueError(f"batch_size must be >= 0, got {batch_size}")
-    idx = _check_batch_index(batch_index, int(batch_size))
-    offsets = idx if idx is not None else list(range(int(batch_size)))
-    if convention.startswith("a1111") and variation.check_strength(subseed_strength) != 0.0:
-        return [seed] * len(offsets)
-    return [(seed + k) % _WRAP for k in offsets]
+    seed = seeds.check_seed(seed)
+    strength = variation.check_strength(subseed_strength)
+    return _batch(batch_size, convention, batch_index, strength).seeds(seed, main=True)
 
 
 def noise_shape(shape: Sequence[int]) -> tuple[int, ...]:
@@ -160,7 +182,7 @@ def noise_shape(shape: Sequence[int]) -> tuple[int, ...]:
 
 def _draw(
     convention: str,
-    seeds: int | list[int],
+    per_image: int | list[int],
     shape: tuple[int, ...],
     noise_type: str,
     batch_index: list[int] | None,
@@ -171,13 +193,13 @@ def _draw(
     fn = noise_types.get_type(noise_type)
     one = (1,) + shape[1:]
     if convention == "comfy":
-        source = noise_types.TorchSource(torch.Generator("cpu").manual_seed(int(seeds)), draw_dtype)
+        source = noise_types.TorchSource(torch.Generator("cpu").manual_seed(int(per_image)), draw_dtype)
         if not batch_index:  # None (one whole-batch draw) or an empty batch
             return fn(source, shape, **options)
         draws = [fn(source, one, **options) for _ in range(max(batch_index) + 1)]
         return torch.cat([draws[i] for i in batch_index], dim=0)
     out = []
-    for s in seeds:
+    for s in per_image:
         if convention == "a1111_nv":
             source = PhiloxGenerator(s)
         else:
@@ -246,19 +268,17 @@ def make_noise(
             batch_index, resize size or dtype.
     """
     dims = noise_shape(shape)
-    seed = variation.check_seed(seed)
-    subseed = variation.check_seed(subseed, "subseed")
-    convention = _check_convention(convention)
+    seed = seeds.check_seed(seed)
+    subseed = seeds.check_seed(subseed, "subseed")
     noise_types.get_type(noise_type)
     strength = variation.check_strength(subseed_strength)
     stacked = variation.check_variations(variations)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"make_noise: dtype must be a floating torch dtype, got {dtype}")
-    b = dims[0]
-    idx = _check_batch_index(batch_index, b)
-    exact_dtype = noise_type == "gaussian" and convention in ("comfy", "diffusers")
+    batch = _batch(dims[0], convention, batch_index, strength)
+    exact_dtype = noise_type == "gaussian" and batch.convention in ("comfy", "diffusers")
     draw_dtype = dtype if exact_dtype else torch.float32
-    method = "a1111" if convention.startswith("a1111") else "slerp"
+    method = "a1111" if batch.convention.startswith("a1111") else "slerp"
 
     small = dims
     if resize_from is not None:
@@ -271,36 +291,24 @@ def make_noise(
         if rh > 0 and rw > 0:
             small = dims[:-2] + (rh, rw)
 
-    def draw(s: int, at: tuple[int, ...], strength_for_seeds: float = 0.0) -> Tensor:
-        seeds: int | list[int] = s
-        if convention != "comfy":
-            seeds = image_seeds(
-                s, b, convention=convention, batch_index=idx, subseed_strength=strength_for_seeds
-            )
-        return _draw(convention, seeds, at, noise_type, idx, draw_dtype, type_options)
+    def draw(s: int, at: tuple[int, ...], main: bool = False) -> Tensor:
+        per_image = s if batch.convention == "comfy" else batch.seeds(s, main=main)
+        return _draw(batch.convention, per_image, at, noise_type, batch.batch_index, draw_dtype, type_options)
 
-    noise = draw(seed, small, strength)
+    noise = draw(seed, small, main=True)
     if strength != 0.0:
         noise = variation.mix_noise(noise, draw(subseed, small), strength, method=method)
     for vseed, weight in stacked:
         if weight != 0.0:
             noise = variation.mix_noise(noise, draw(vseed, small), weight, method=method)
     if small != dims:
-        noise = _paste_centred(noise, draw(seed, dims, strength))
+        noise = _paste_centred(noise, draw(seed, dims, main=True))
     return noise.to(dtype=dtype).to(device)
 
 
-def make_step_noise(
-    seed: int,
-    batch_size: int,
-    *,
-    convention: str = "comfy",
-    batch_index: Sequence[int] | None = None,
-    subseed: int = 0,
-    subseed_strength: float = 0.0,
-    variations: Sequence[tuple[int, float]] | str = (),
-    seed_delta: int | None = None,
-) -> StepNoise:
+def make_step_noise(seed: int, batch_size: int, *, convention: str = "comfy", batch_index: Sequence[int] | None = None,
+                    subseed: int = 0, subseed_strength: float = 0.0, variations: Sequence[tuple[int, float]] | str = (),
+                    seed_delta: int | None = None) -> StepNoise:
     """Step noise for a batch, with the same per-image seeds :func:`make_noise` uses.
 
     Image ``k`` gets :func:`image_seeds` ``(seed, ...)[k]`` as its seed, its subseed and each
@@ -319,21 +327,11 @@ def make_step_noise(
     Raises:
         ValueError: on bad seeds, strengths, convention or batch_index.
     """
+    seed = seeds.check_seed(seed)
+    subseed = seeds.check_seed(subseed, "subseed")
     strength = variation.check_strength(subseed_strength)
     stacked = variation.check_variations(variations)
-    seeds = image_seeds(
-        seed, batch_size, convention=convention, batch_index=batch_index, subseed_strength=strength
-    )
-    subseeds = image_seeds(subseed, batch_size, convention=convention, batch_index=batch_index)
-    layers = [
-        (image_seeds(vseed, batch_size, convention=convention, batch_index=batch_index), weight)
-        for vseed, weight in stacked
-    ]
-    return StepNoise(
-        seeds,
-        subseeds=subseeds,
-        subseed_strength=strength,
-        variations=layers,
-        source="nv" if convention == "a1111_nv" else "cpu",
-        seed_delta=seed_delta,
-    )
+    batch = _batch(batch_size, convention, batch_index, strength)
+    layers = [(batch.seeds(subseed), strength)] + [(batch.seeds(v), w) for v, w in stacked]
+    source = "nv" if batch.convention == "a1111_nv" else "cpu"
+    return StepNoise._from_checked(batch.seeds(seed, main=True), layers, source, seed_delta)

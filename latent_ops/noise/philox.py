@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..seeds import check_seed
+
 PHILOX_VERSION = 1
 """Version of the stream produced by :class:`PhiloxGenerator` (randn and rand)."""
 
@@ -109,17 +111,14 @@ class PhiloxGenerator:
     so two calls never repeat values. The generator draws on the CPU and returns float32 tensors.
 
     Args:
-        seed: integer in ``[0, 2**64)``.
+        seed: integer in ``[0, 2**64)`` (checked here, as ``torch.Generator.manual_seed`` checks its own).
 
     Raises:
-        ValueError: if the seed is out of range.
+        ValueError: if the seed is not an integer in that range.
     """
 
     def __init__(self, seed: int) -> None:
-        seed = int(seed)
-        if not 0 <= seed < 2**64:
-            raise ValueError(f"PhiloxGenerator: seed must be in [0, 2**64), got {seed}")
-        self.seed = seed
+        self.seed = check_seed(seed, "PhiloxGenerator: seed")
         self.offset = 0
 
     def _words(self, n: int) -> np.ndarray:

@@ -7,8 +7,9 @@ on any device, and variation seeds mix into every step (so strength 1 reproduces
 own image, unlike A1111 issue #6095).
 
 Seed derivation (version ``STEP_NOISE_VERSION = 1``): the generator of an image with seed ``s``
-is seeded with ``derive_step_seed(s)`` = SplitMix64 finaliser of ``(s + STEP_SEED_SALT) mod 2**64``,
-so step noise is never the same stream as the initial noise of any nearby seed. With
+is seeded with ``derive_step_seed(s)`` = the SplitMix64 finaliser (:func:`latent_ops.seeds.mix64`)
+of ``(s + STEP_SEED_SALT) mod 2**64``, so step noise is never the same stream as the initial noise
+of any nearby seed. With
 ``seed_delta`` set, the step seed is A1111's "eta noise seed delta" rule ``(s + seed_delta) mod
 2**64`` instead (A1111 then draws from a fresh generator seeded that way, as here). Each call
 draws one ``like.shape[1:]`` tensor per image, float32, from ``source`` ``"cpu"`` (torch CPU
@@ -25,6 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .. import seeds as seed_range
 from . import variation
 from .philox import PhiloxGenerator
 from .types import TorchSource
@@ -34,8 +36,6 @@ STEP_NOISE_VERSION = 1
 
 STEP_SEED_SALT = 0x5EED_57E9_0000_0001
 """Added to an image's seed before the SplitMix64 finaliser (version 1)."""
-
-_M64 = 2**64 - 1
 
 
 def derive_step_seed(seed: int, seed_delta: int | None = None) -> int:
@@ -48,14 +48,18 @@ def derive_step_seed(seed: int, seed_delta: int | None = None) -> int:
 
     Returns:
         A seed in [0, 2**64).
+
+    Raises:
+        ValueError: if ``seed`` is not an integer in [0, 2**64).
     """
-    seed = variation.check_seed(seed)
+    return _step_seed(seed_range.check_seed(seed), seed_delta)
+
+
+def _step_seed(seed: int, seed_delta: int | None) -> int:
+    """:func:`derive_step_seed` of a checked seed."""
     if seed_delta is not None:
-        return (seed + int(seed_delta)) & _M64
-    z = (seed + STEP_SEED_SALT) & _M64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    return z ^ (z >> 31)
+        return seed_range.offset(seed, int(seed_delta))
+    return seed_range.mix64(seed + STEP_SEED_SALT)
 
 
 class StepNoise:
@@ -87,17 +91,15 @@ class StepNoise:
     ) -> None:
         if source not in ("cpu", "nv"):
             raise ValueError(f"StepNoise: source must be 'cpu' or 'nv', got {source!r}")
-        self.source = source
-        self.seed_delta = seed_delta
-        self.seeds = [variation.check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
-        n = len(self.seeds)
+        checked = _check_seeds(seeds, "seeds")
+        n = len(checked)
         strength = variation.check_strength(subseed_strength)
-        self.layers: list[tuple[float, list]] = []  # (weight, per-image generators), in order
+        layers: list[tuple[list[int], float]] = []
         if strength != 0.0:
             if subseeds is None or len(subseeds) != n:
                 got = None if subseeds is None else len(subseeds)
                 raise ValueError(f"StepNoise: subseed_strength {strength} needs {n} subseeds, got {got}")
-            self.layers.append((strength, self._generators(subseeds, "subseeds")))
+            layers.append((_check_seeds(subseeds, "subseeds"), strength))
         for j, item in enumerate(variations):
             try:
                 vseeds, weight = item
@@ -111,13 +113,33 @@ class StepNoise:
             per_image = [vseeds] * n if isinstance(vseeds, int) else list(vseeds)
             if len(per_image) != n:
                 raise ValueError(f"StepNoise: variations[{j}] has {len(per_image)} seeds for {n} images")
-            self.layers.append((weight, self._generators(per_image, f"variations[{j}] seeds")))
-        self.base = self._generators(self.seeds, "seeds")
+            layers.append((_check_seeds(per_image, f"variations[{j}] seeds"), weight))
+        self._start(checked, layers, source, seed_delta)
 
-    def _generators(self, seeds: Sequence[int], name: str) -> list:
+    @classmethod
+    def _from_checked(cls, seeds: list[int], layers: list[tuple[list[int], float]], source: Literal["cpu", "nv"],
+                      seed_delta: int | None) -> StepNoise:
+        """A StepNoise from per-image seeds that a public function has already checked.
+
+        ``layers`` is ``[(per-image seeds, weight), ...]``, the subseed layer first if any.
+        (:func:`latent_ops.noise.make_step_noise` uses it, so a seed is checked once per call.)
+        """
+        self = cls.__new__(cls)
+        self._start(seeds, layers, source, seed_delta)
+        return self
+
+    def _start(self, seeds: list[int], layers: list[tuple[list[int], float]], source: str, seed_delta: int | None) -> None:
+        self.source = source
+        self.seed_delta = seed_delta
+        self.seeds = seeds
+        # (weight, per-image generators), in order; weight-0 layers change nothing and are dropped
+        self.layers = [(w, self._generators(s)) for s, w in layers if w != 0.0]
+        self.base = self._generators(seeds)
+
+    def _generators(self, seeds: list[int]) -> list:
         out = []
-        for i, s in enumerate(seeds):
-            step_seed = derive_step_seed(variation.check_seed(s, f"{name}[{i}]"), self.seed_delta)
+        for s in seeds:
+            step_seed = _step_seed(s, self.seed_delta)
             if self.source == "nv":
                 out.append(PhiloxGenerator(step_seed))
             else:
@@ -154,3 +176,7 @@ class StepNoise:
         if not images:
             return torch.zeros(like.shape, dtype=like.dtype, device=like.device)
         return torch.cat(images, dim=0).to(dtype=like.dtype, device=like.device)
+
+
+def _check_seeds(seeds: Sequence[int], name: str) -> list[int]:
+    return [seed_range.check_seed(s, f"{name}[{i}]") for i, s in enumerate(seeds)]

@@ -8,6 +8,9 @@
 * Stacked variations are lists ``[(seed, weight), ...]`` applied in order, each mixing the running
   result towards that seed's noise; :func:`parse_variations` reads ``"123:0.2, 456:0.1"``.
 
+Seeds are checked with :func:`latent_ops.seeds.check_seed` (re-exported here as ``check_seed``,
+with ``MAX_SEED``, for older imports).
+
 Version: ``VARIATION_VERSION`` (the mixing rules; bumped if any output changes).
 """
 
@@ -22,11 +25,15 @@ import torch
 from torch import Tensor
 
 from .. import interp
+from ..seeds import MAX_SEED, check_seed
+
+__all__ = [
+    "MAX_SEED", "VARIATION_VERSION", "check_seed", "check_strength", "check_variations", "mix_noise",
+    "parse_variations", "slerp_a1111",
+]
 
 VARIATION_VERSION = 1
 """Version of the mixing rules in this module."""
-
-MAX_SEED = 2**64 - 1
 
 _ITEM = re.compile(r"^\s*(\d+)\s*:\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
@@ -72,21 +79,6 @@ def check_strength(strength: float, name: str = "subseed_strength") -> float:
     if not (math.isfinite(s) and 0.0 <= s <= 1.0):
         raise ValueError(f"{name} must be in [0, 1], got {strength}")
     return s
-
-
-def check_seed(seed: int, name: str = "seed") -> int:
-    """Return ``seed`` as int; raise ``ValueError`` unless it is an integer in [0, 2**64)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        try:
-            as_int = int(seed)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be an integer, got {seed!r}") from None
-        if as_int != seed:
-            raise ValueError(f"{name} must be an integer, got {seed!r}")
-        seed = as_int
-    if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"{name} must be in [0, 2**64), got {seed}")
-    return int(seed)
 
 
 def parse_variations(text: str) -> list[tuple[int, float]]:
