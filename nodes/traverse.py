@@ -5,27 +5,6 @@ from __future__ import annotations
 from ._library import images as image_lib
 from ._library import traverse
 
-MODES = ["channel", "pca", "direction"]
-
-
-def _split_labels(text: str) -> list[str]:
-    """One label per line; a single line is split at commas. Empty text -> no labels."""
-    text = text.strip("\n")
-    if not text.strip():
-        return []
-    parts = text.split("\n") if "\n" in text else text.split(",")
-    return [p.strip() for p in parts]
-
-
-def _per_item(value: object, batch: int, repeats: int) -> object:
-    """A LATENT side entry (``noise_mask``, ``batch_index``) repeated for each output of its item."""
-    if isinstance(value, list) and len(value) == batch:
-        return [v for v in value for _ in range(repeats)]
-    shape = getattr(value, "shape", None)
-    if shape is not None and len(shape) > 2 and shape[0] == batch and batch > 1:
-        return value.repeat_interleave(repeats, dim=0)
-    return value  # a single mask (or one ComfyUI broadcasts) stays as it is
-
 
 class LatentOpsTraverse:
     """Dimension traversal: a batch of latents sweeping one coordinate per row."""
@@ -47,7 +26,7 @@ class LatentOpsTraverse:
         return {
             "required": {
                 "samples": ("LATENT", {"tooltip": "Base latents; every batch item gets its own rows."}),
-                "mode": (MODES, {"default": "channel", "tooltip": "channel: one latent channel at every "
+                "mode": (list(traverse.MODES), {"default": "channel", "tooltip": "channel: one latent channel at every "
                          "pixel; pca: a principal colour axis of the per-pixel channel vectors; "
                          "direction: the whole-latent direction direction_a - direction_b."}),
                 "channels": ("STRING", {"default": "all", "tooltip": "Channels (channel mode) or 0-based "
@@ -76,38 +55,10 @@ class LatentOpsTraverse:
     def execute(self, samples: dict, mode: str, channels: str, range_mode: str, lo: float, hi: float,
                 steps: int, op: str, pingpong: bool, reference: dict | None = None,
                 direction_a: dict | None = None, direction_b: dict | None = None) -> tuple:
-        x = samples["samples"]
-        ref = None if reference is None else reference["samples"]
-        name = "LatentOpsTraverse"
-        if ref is not None and (ref.ndim != x.ndim or ref.shape[1] != x.shape[1]):
-            raise ValueError(f"{name}: reference {tuple(ref.shape)} must have the channels of samples {tuple(x.shape)}")
-        try:
-            if mode == "channel":
-                result = traverse.traverse_channels(
-                    x, traverse.parse_indices(channels, x.shape[1], "channels"), mode=range_mode, lo=lo, hi=hi,
-                    steps=steps, op=op, reference=ref, pingpong=pingpong)
-            elif mode == "pca":
-                result = traverse.traverse_pca(
-                    x, ref, components=traverse.parse_indices(channels, x.shape[1], "channels"), mode=range_mode,
-                    lo=lo, hi=hi, steps=steps, op=op, pingpong=pingpong)
-            elif mode == "direction":
-                if direction_a is None or direction_b is None:
-                    raise ValueError("mode 'direction' needs both direction_a and direction_b connected")
-                if op != "offset":
-                    raise ValueError(f"op={op!r} is not defined for mode 'direction' (use 'offset')")
-                a, b = direction_a["samples"], direction_b["samples"]
-                if a.shape != b.shape or a.shape[1:] != x.shape[1:] or a.shape[0] not in (1, x.shape[0]):
-                    raise ValueError(f"direction_a {tuple(a.shape)} and direction_b {tuple(b.shape)} must have "
-                                     f"equal shapes, the item shape of samples {tuple(x.shape)} and batch 1 or {x.shape[0]}")
-                result = traverse.traverse_direction(
-                    x, traverse.direction_between(a, b), mode=range_mode, lo=lo, hi=hi, steps=steps,
-                    normalize=False, reference=ref, pingpong=pingpong)
-            else:
-                raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        except ValueError as err:
-            raise ValueError(f"{name}: {err}") from err
-        out = {k: _per_item(v, x.shape[0], result.rows // x.shape[0] * result.cols) for k, v in samples.items()}
-        out["samples"] = result.samples
+        out, result = traverse.traverse_latent(
+            samples, mode, channels=channels, range_mode=range_mode, lo=lo, hi=hi, steps=steps, op=op,
+            pingpong=pingpong, reference=reference, direction_a=direction_a, direction_b=direction_b,
+            normalize=False)
         return (out, "\n".join(result.labels), "\n".join(result.row_labels), "\n".join(result.col_labels),
                 result.cols)
 
@@ -145,13 +96,8 @@ class LatentOpsImageGrid:
 
     def execute(self, images: object, columns: int, scale: int, labels: str = "", row_labels: str = "",
                 col_labels: str = "", pad: int = 2, font_size: int = 0) -> tuple:
-        try:
-            sheet = image_lib.grid(images, cols=columns or None, scale=scale, pad=pad, font_size=font_size or None,
-                                   labels=_split_labels(labels), row_labels=_split_labels(row_labels),
-                                   col_labels=_split_labels(col_labels))
-        except ValueError as err:
-            raise ValueError(f"LatentOpsImageGrid: {err}") from err
-        return (sheet,)
+        return (image_lib.labelled_grid(images, columns=columns, scale=scale, labels=labels, row_labels=row_labels,
+                                        col_labels=col_labels, pad=pad, font_size=font_size),)
 
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {

@@ -127,6 +127,26 @@ def test_grid_label_count_errors(gen: torch.Generator) -> None:
         I.grid(torch.zeros(4, 4, 4))
 
 
+def test_split_labels() -> None:
+    assert I.split_labels("") == [] and I.split_labels(" \n ") == []
+    assert I.split_labels("a, b ,c") == ["a", "b", "c"]
+    assert I.split_labels("a, b\nc\n") == ["a, b", "c"]  # lines win over commas
+    assert I.split_labels("\nx\n\ny") == ["x", "", "y"]  # an empty line is an empty label
+
+
+def test_labelled_grid_equals_grid_with_text_labels(gen: torch.Generator) -> None:
+    images = _imgs(gen, 4)
+    got = I.labelled_grid(images, columns=0, scale=2, labels="a,b,c,d", row_labels="r0\nr1",
+                          col_labels="c0, c1", pad=1, font_size=0)
+    want = I.grid(images, scale=2, labels=["a", "b", "c", "d"], row_labels=["r0", "r1"],
+                  col_labels=["c0", "c1"], pad=1)
+    assert torch.equal(got, want)
+    assert torch.equal(I.labelled_grid(images, columns=4, font_size=9, labels="a,b,c,d"),
+                       I.grid(images, cols=4, font_size=9, labels=["a", "b", "c", "d"]))
+    with pytest.raises(ValueError, match="grid: row_labels has 1 entries, expected 2"):
+        I.labelled_grid(images, row_labels="only one")
+
+
 def test_missing_glyphs_are_spelled_out() -> None:
     font = I.load_font(12)
     text = I.drawable("ch2 +1.5σ", font)

@@ -61,21 +61,39 @@ def test_direction_mode(gen: torch.Generator) -> None:
 
 
 def test_errors_name_inputs(gen: torch.Generator) -> None:
+    """The node adds nothing to the library's messages: the host already names the node."""
     s = _latent(gen)
-    with pytest.raises(ValueError, match=r"LatentOpsTraverse: reference \(2, 3, 4, 4\) .* samples \(1, 4, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"^traverse: reference \(2, 3, 4, 4\) .* latent \(1, 4, 4, 4\)"):
         _run(s, reference=_latent(gen, b=2, c=3))
-    with pytest.raises(ValueError, match="LatentOpsTraverse: .*channels.*0\\.\\.3.*9"):
+    with pytest.raises(ValueError, match="^traverse: channels .*0\\.\\.3.*9"):
         _run(s, channels="0,9")
-    with pytest.raises(ValueError, match="LatentOpsTraverse: mode 'direction' needs both direction_a and direction_b"):
+    with pytest.raises(ValueError, match="^traverse: mode 'direction' needs both direction_a and direction_b"):
         _run(s, mode="direction", direction_a=_latent(gen))
     with pytest.raises(ValueError, match=r"direction_a \(1, 4, 4, 4\) and direction_b \(1, 3, 4, 4\)"):
         _run(s, mode="direction", direction_a=_latent(gen), direction_b=_latent(gen, c=3))
     with pytest.raises(ValueError, match="op='replace' is not defined for mode 'direction'"):
         _run(s, mode="direction", op="replace", direction_a=_latent(gen), direction_b=_latent(gen))
-    with pytest.raises(ValueError, match="LatentOpsTraverse: .*steps must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="^traverse: steps must be an int >= 1, got 0"):
         _run(s, steps=0)
-    with pytest.raises(ValueError, match="LatentOpsTraverse: .*quantile mode needs lo and hi in"):
+    with pytest.raises(ValueError, match="^traverse: quantile mode needs lo and hi in"):
         _run(s, range_mode="quantile")
+    with pytest.raises(ValueError, match=r"^traverse: mode must be one of \['channel', 'pca', 'direction'\]"):
+        _run(s, mode="diagonal")
+
+
+def test_node_is_one_library_call(gen: torch.Generator) -> None:
+    """The node's outputs are traverse_latent's, joined one label per line (direction: normalize=False)."""
+    from latent_ops import traverse
+
+    base, a, b = _latent(gen, b=2), _latent(gen), _latent(gen)
+    args = dict(range_mode="std", lo=-1.0, hi=1.5, steps=3, op="offset", pingpong=True)
+    out, labels, rows, cols, columns = _run(base, mode="direction", channels="all", direction_a=a,
+                                            direction_b=b, **args)
+    want, result = traverse.traverse_latent(base, "direction", direction_a=a, direction_b=b, normalize=False,
+                                            **args)
+    assert torch.equal(out["samples"], want["samples"]) and columns == result.cols == 4
+    assert (labels, rows, cols) == ("\n".join(result.labels), "\n".join(result.row_labels),
+                                    "\n".join(result.col_labels))
 
 
 def test_grid_node_takes_traverse_outputs(gen: torch.Generator) -> None:
@@ -95,7 +113,7 @@ def test_grid_node_comma_labels_and_errors(gen: torch.Generator) -> None:
     images = torch.rand(3, 8, 8, 3, generator=gen)
     (sheet,) = LatentOpsImageGrid().execute(images, 0, 1, labels="a, b, c", pad=0, font_size=9)
     assert sheet.shape[2] == 2 * 8  # near-square: 2 columns
-    with pytest.raises(ValueError, match="LatentOpsImageGrid: grid: labels has 2 entries, expected 3"):
+    with pytest.raises(ValueError, match="^grid: labels has 2 entries, expected 3"):
         LatentOpsImageGrid().execute(images, 0, 1, labels="a\nb")
-    with pytest.raises(ValueError, match="LatentOpsImageGrid: .*col_labels has 1 entries, expected 3"):
+    with pytest.raises(ValueError, match="^grid: col_labels has 1 entries, expected 3"):
         LatentOpsImageGrid().execute(images, 3, 1, col_labels="x")

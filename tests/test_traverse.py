@@ -262,3 +262,96 @@ def test_parse_indices() -> None:
         T.parse_indices("0,9", 4)
     with pytest.raises(ValueError, match="cannot parse 'x'"):
         T.parse_indices("1,x", 4)
+
+
+def test_check_range_and_indices() -> None:
+    T.ranges.check_range(0.0, 1.0, 1, "quantile")  # the edges are allowed
+    with pytest.raises(ValueError, match="steps must be an int >= 1, got True"):
+        T.ranges.check_range(0.0, 1.0, True, "interval")
+    with pytest.raises(ValueError, match=r"mode must be one of .*got 'lin'"):
+        T.ranges.check_range(0.0, 1.0, 3, "lin")
+    assert T.ranges.check_indices(None, 3, "channels") == [0, 1, 2]
+    assert T.ranges.check_indices((2, 0), 3, "channels") == [2, 0]
+    with pytest.raises(ValueError, match=r"components must be a non-empty list .*got \[\]"):
+        T.ranges.check_indices([], 3, "components")
+
+
+# ---- one dispatch for all three (what the node calls) -------------------------------------------
+
+
+def test_dispatch_equals_each_traversal(gen: torch.Generator) -> None:
+    x, ref = _latent(gen, 2, 4, 3, 3), _latent(gen, 5, 4, 2, 2)
+    a, b = _latent(gen, 1, 4, 3, 3), _latent(gen, 1, 4, 3, 3)
+    sweep = dict(range_mode="std", lo=-1.0, hi=2.0, steps=4, pingpong=True)
+    plain = dict(mode="std", lo=-1.0, hi=2.0, steps=4, pingpong=True)
+    cases = [
+        (T.traverse(x, "channel", channels="3, 0-1", op="replace", reference=ref, **sweep),
+         T.traverse_channels(x, [3, 0, 1], op="replace", reference=ref, **plain)),
+        (T.traverse(x, "channel", **sweep), T.traverse_channels(x, None, **plain)),
+        (T.traverse(x, "pca", channels=[1, 0], reference=ref, **sweep),
+         T.traverse_pca(x, ref, components=[1, 0], **plain)),
+        (T.traverse(x, "pca", **sweep), T.traverse_pca(x, components=4, **plain)),
+        (T.traverse(x, "direction", direction_a=a, direction_b=b, normalize=False, **sweep),
+         T.traverse_direction(x, a - b, normalize=False, **plain)),
+    ]
+    for got, want in cases:
+        assert torch.equal(got.samples, want.samples) and got.labels == want.labels
+        assert torch.equal(got.values, want.values) and (got.rows, got.cols) == (want.rows, want.cols)
+
+
+def test_dispatch_direction_normalize_and_channels_ignored(gen: torch.Generator) -> None:
+    x, a, b = _latent(gen, 1, 4, 3, 3), _latent(gen, 1, 4, 3, 3), _latent(gen, 1, 4, 3, 3)
+    whole = T.traverse(x, "direction", channels="0", range_mode="interval", lo=0.0, hi=1.0, steps=2,
+                       direction_a=a, direction_b=b, normalize=False)
+    torch.testing.assert_close(whole.samples[1], (x + a - b)[0])  # v = 1 adds the whole a - b
+    unit = T.traverse(x, "direction", range_mode="interval", lo=0.0, hi=1.0, steps=2, direction_a=a,
+                      direction_b=b)
+    step = unit.samples[1] - x[0]
+    torch.testing.assert_close(step.pow(2).mean().sqrt(), torch.tensor(1.0))  # unit RMS per element
+
+
+def test_dispatch_errors_name_inputs(gen: torch.Generator) -> None:
+    x = _latent(gen, 2, 4, 3, 3)
+    a = _latent(gen, 1, 4, 3, 3)
+    with pytest.raises(ValueError, match=r"traverse: mode must be one of \['channel', 'pca', 'direction'\], got 'x'"):
+        T.traverse(x, "x")
+    with pytest.raises(ValueError, match=r"traverse: range_mode must be one of .*got 'sd'"):
+        T.traverse(x, range_mode="sd")
+    with pytest.raises(ValueError, match=r"traverse: op must be one of \['offset', 'replace'\], got 'add'"):
+        T.traverse(x, op="add")
+    with pytest.raises(ValueError, match=r"latent must be a float tensor \[B, C, \*spatial\], got \(4,\)"):
+        T.traverse(torch.zeros(4))
+    with pytest.raises(ValueError, match=r"reference \(2, 4, 3\) must have the channels of latent \(2, 4, 3, 3\)"):
+        T.traverse(x, reference=torch.zeros(2, 4, 3))
+    with pytest.raises(ValueError, match="needs both direction_a and direction_b"):
+        T.traverse(x, "direction", direction_b=a)
+    with pytest.raises(ValueError, match="op='replace' is not defined for mode 'direction'"):
+        T.traverse(x, "direction", op="replace", direction_a=a, direction_b=a)
+    with pytest.raises(ValueError, match=r"direction_a \(3, 4, 3, 3\) .* batch 1 or 2"):
+        T.traverse(x, "direction", direction_a=a.repeat(3, 1, 1, 1), direction_b=a.repeat(3, 1, 1, 1))
+    with pytest.raises(ValueError, match="cannot parse 'first'"):
+        T.traverse(x, "pca", channels="first")
+
+
+def test_repeat_per_item() -> None:
+    assert T.repeat_per_item([3, 7], 2, 3) == [3, 3, 3, 7, 7, 7]
+    masks = torch.arange(2.0).reshape(2, 1, 1, 1)
+    assert T.repeat_per_item(masks, 2, 2).flatten().tolist() == [0.0, 0.0, 1.0, 1.0]
+    single = torch.ones(1, 1, 2, 2)
+    assert T.repeat_per_item(single, 2, 5) is single  # one mask applies to every output already
+    assert T.repeat_per_item("kept", 2, 5) == "kept"
+    assert T.repeat_per_item([1, 2, 3], 2, 5) == [1, 2, 3]  # not one entry per item: unchanged
+
+
+def test_traverse_latent_keeps_side_entries_per_item(gen: torch.Generator) -> None:
+    x = _latent(gen, 2, 4, 3, 3)
+    mask = torch.rand(2, 1, 3, 3, generator=gen)
+    samples = {"samples": x, "noise_mask": mask, "batch_index": [4, 9], "extra": "kept"}
+    ref = {"samples": _latent(gen, 3, 4, 3, 3)}
+    out, result = T.traverse_latent(samples, "channel", channels="1,2", range_mode="interval", lo=-1.0,
+                                    hi=1.0, steps=3, reference=ref)
+    want = T.traverse_channels(x, [1, 2], mode="interval", lo=-1.0, hi=1.0, steps=3, reference=ref["samples"])
+    assert torch.equal(out["samples"], want.samples) and result.labels == want.labels
+    assert out["batch_index"] == [4] * 6 + [9] * 6 and out["extra"] == "kept"
+    assert torch.equal(out["noise_mask"], mask.repeat_interleave(6, dim=0))
+    assert samples["samples"] is x and samples["batch_index"] == [4, 9]  # the input dict is unchanged

@@ -224,6 +224,38 @@ def grid(images: Tensor, *, rows: int | None = None, cols: int | None = None, ro
     return (canvas * (1 - alpha) + ink * alpha).unsqueeze(0)
 
 
+def split_labels(text: str) -> list[str]:
+    """Labels from one text: one per line, or (a single line) comma-separated; blank text -> none.
+
+    Example: ``"a\nb, c"`` -> ``["a", "b, c"]``; ``"a, b"`` -> ``["a", "b"]``; ``" "`` -> ``[]``.
+    """
+    text = text.strip("\n")
+    if not text.strip():
+        return []
+    parts = text.split("\n") if "\n" in text else text.split(",")
+    return [p.strip() for p in parts]
+
+
+def labelled_grid(images: Tensor, *, columns: int = 0, scale: int = 1, labels: str = "", row_labels: str = "",
+                  col_labels: str = "", pad: int = 2, font_size: int = 0) -> Tensor:
+    """:func:`grid` with widget-style arguments: labels as text (:func:`split_labels`), 0 = automatic.
+
+    Args:
+        images: ``[B, H, W, 3]`` float IMAGE.
+        columns: images per row; 0 = near-square. font_size: text height; 0 = automatic.
+        labels, row_labels, col_labels: one label per image / row / column, as text.
+        scale, pad: as :func:`grid`.
+
+    Returns:
+        ``[1, H', W', 3]`` float32, as :func:`grid`.
+
+    Raises:
+        ValueError: as :func:`grid` (label counts that don't match name the labels input).
+    """
+    return grid(images, cols=columns or None, scale=scale, pad=pad, font_size=font_size or None,
+                labels=split_labels(labels), row_labels=split_labels(row_labels), col_labels=split_labels(col_labels))
+
+
 def split_grid(image: Tensor, tile_height: int, tile_width: int, *, limit: int = 0) -> Tensor:
     """Cut sheets of equal tiles into a batch, row by row (item by item for a batch of sheets).
 

@@ -8,30 +8,22 @@ diffusion latents ``[B, C, *spatial]`` (any channel count, any number of spatial
   ``C``-vector applied at every position);
 - a whole-latent direction such as ``A - B``.
 
-The sweep range is a fixed ``interval`` of values, multiples of the coordinate's fitted ``std``
-or ``quantile`` levels in [0, 1]; statistics are fitted over a reference batch (or the latent
-itself), per coordinate over batch items and spatial positions. Results come as a
-:class:`Traversal`: row-major samples (rows = base item x swept coordinate, columns = values)
-plus labels such as ``"ch2 +1.5σ"``, ready for a VAE decode and :func:`latent_ops.media.images.grid`.
+The values swept come from :mod:`.ranges`. Results come as a :class:`Traversal`: row-major
+samples (rows = base item x swept coordinate, columns = values) plus labels such as
+``"ch2 +1.5σ"``, ready for a VAE decode and :func:`latent_ops.media.images.grid`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .space.pca import fit_pca
-
-RangeMode = Literal["interval", "std", "quantile"]
-Op = Literal["offset", "replace"]
-RANGE_MODES: tuple[str, ...] = ("interval", "std", "quantile")
-OPS: tuple[str, ...] = ("offset", "replace")
+from ..space.pca import fit_pca
+from .ranges import Op, RangeMode, check_indices, sweep_positions, sweep_values
 
 
 @dataclass(frozen=True)
@@ -62,143 +54,13 @@ class Traversal:
     source: Tensor
 
 
-def _check_range(lo: float, hi: float, steps: int, mode: str) -> None:
-    if mode not in RANGE_MODES:
-        raise ValueError(f"traverse: mode must be one of {RANGE_MODES}, got {mode!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"traverse: steps must be an int >= 1, got {steps!r}")
-    for name, v in (("lo", lo), ("hi", hi)):
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"traverse: {name} must be a finite number, got {v!r}")
-    if mode == "quantile" and not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):
-        raise ValueError(f"traverse: quantile mode needs lo and hi in [0, 1], got lo={lo}, hi={hi}")
-
-
-def sweep_positions(lo: float, hi: float, steps: int, *, pingpong: bool = False) -> Tensor:
-    """Evenly spaced sweep positions from ``lo`` to ``hi``, optionally back again.
-
-    Args:
-        lo, hi: first and last position (``lo > hi`` sweeps downwards).
-        steps: positions from ``lo`` to ``hi`` inclusive, >= 1.
-        pingpong: append the interior positions in reverse, ``lo .. hi .. (one before lo)``, so
-            that repeating the sequence loops seamlessly without showing an endpoint twice.
-
-    Returns:
-        ``(S,)`` float64 with ``S = steps``, or ``2 * steps - 2`` with ping-pong (``steps >= 2``).
+def check_latent(x: Tensor, name: str, channels: int | None = None) -> Tensor:
+    """``x`` if it is a finite float ``[B >= 1, C, *spatial]`` tensor (with ``channels`` channels).
 
     Raises:
-        ValueError: ``steps < 1`` or a non-finite ``lo``/``hi``.
+        ValueError: naming ``name``: not a float tensor of at least 2 dims, a channel mismatch,
+            or NaN/Inf.
     """
-    _check_range(lo, hi, steps, "interval")
-    pos = torch.linspace(float(lo), float(hi), steps, dtype=torch.float64)
-    if pingpong and steps > 2:
-        pos = torch.cat([pos, pos[1:-1].flip(0)])
-    return pos
-
-
-def quantiles(x: Tensor, q: Tensor) -> Tensor:
-    """Per-column quantiles with linear interpolation (numpy's default ``method="linear"``).
-
-    Args:
-        x: ``(M, D)`` samples of ``D`` coordinates, ``M >= 1``.
-        q: ``(S,)`` levels in [0, 1].
-
-    Returns:
-        ``(D, S)`` float64. Unlike ``torch.quantile`` this has no input-size limit.
-    """
-    xs = x.detach().to(torch.float64).sort(dim=0).values
-    m = xs.shape[0]
-    pos = q.to(torch.float64).clamp(0.0, 1.0) * (m - 1)
-    i0 = pos.floor().long().clamp(0, m - 1)
-    i1 = (i0 + 1).clamp(max=m - 1)
-    frac = (pos - i0).unsqueeze(1)
-    return (xs[i0] + frac * (xs[i1] - xs[i0])).T.contiguous()
-
-
-def sweep_values(coords: Tensor, mode: RangeMode, lo: float, hi: float, steps: int, *, op: Op = "offset",
-                 pingpong: bool = False, scale: Tensor | None = None) -> Tensor:
-    """The amounts to apply along each of ``D`` coordinates, from their reference statistics.
-
-    With positions ``p`` from :func:`sweep_positions`, offset / replace amounts are:
-    interval ``p`` / ``p``; std ``p * std`` / ``mean + p * std``; quantile ``Q(p) - median``
-    (so 0.5 is a no-op) / ``Q(p)``. ``std`` is the unbiased (N-1) std of each column of ``coords``.
-
-    Args:
-        coords: ``(M, D)`` reference values of each coordinate (rows = items x positions).
-        mode, lo, hi, steps, pingpong: the sweep (quantile mode: ``lo``, ``hi`` in [0, 1]).
-        op: ``"offset"`` or ``"replace"``.
-        scale: optional ``(D,)`` std to use instead of fitting it (PCA passes
-            ``sqrt(explained_variance)``).
-
-    Returns:
-        ``(D, S)`` float64.
-
-    Raises:
-        ValueError: bad range, NaN/Inf in ``coords``, or fewer than 2 rows for ``std`` mode.
-    """
-    _check_range(lo, hi, steps, mode)
-    if op not in OPS:
-        raise ValueError(f"traverse: op must be one of {OPS}, got {op!r}")
-    if coords.ndim != 2 or coords.shape[0] < 1:
-        raise ValueError(f"sweep_values: coords must be (M >= 1, D), got shape {tuple(coords.shape)}")
-    if not torch.isfinite(coords).all():
-        raise ValueError("traverse: reference contains NaN or Inf")
-    pos = sweep_positions(lo, hi, steps, pingpong=pingpong)
-    d = coords.shape[1]
-    c = coords.detach().to(torch.float64)
-    if mode == "interval":
-        return pos.expand(d, -1).clone()
-    if mode == "quantile":
-        q = quantiles(c, pos)
-        return q - quantiles(c, torch.tensor([0.5], dtype=torch.float64)) if op == "offset" else q
-    if scale is None:
-        if c.shape[0] < 2:
-            raise ValueError(f"traverse: std mode needs at least 2 reference values, got {c.shape[0]}")
-        scale = c.std(dim=0)
-    spread = pos.unsqueeze(0) * scale.to(torch.float64).reshape(d, 1)
-    return spread if op == "offset" else c.mean(dim=0).unsqueeze(1) + spread
-
-
-def parse_indices(text: str, count: int, name: str = "channels") -> list[int]:
-    """Parse ``"all"`` (or empty), ``"0,1,2"`` or ranges like ``"0-3, 7"`` into indices.
-
-    Args:
-        text: the selection. count: number of valid indices (``0 .. count-1``). name: the
-            parameter named in errors.
-
-    Returns:
-        The indices in the order given.
-
-    Raises:
-        ValueError: unparsable text or an index outside ``0 .. count-1``.
-    """
-    text = text.strip().lower()
-    if text in ("", "all"):
-        return list(range(count))
-    out: list[int] = []
-    for token in re.split(r"[,\s;]+", text):
-        if not token:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", token)
-        if m is None:
-            raise ValueError(f"{name}: cannot parse {token!r} in {text!r}; use 'all', '0,1,2' or '0-3'")
-        a = int(m.group(1))
-        b = int(m.group(2)) if m.group(2) is not None else a
-        out.extend(range(a, b + 1) if a <= b else range(a, b - 1, -1))
-    return _check_indices(out, count, name)
-
-
-def _check_indices(indices: Sequence[int] | None, count: int, name: str) -> list[int]:
-    if indices is None:
-        return list(range(count))
-    idx = [int(i) for i in indices]
-    bad = [i for i in idx if not 0 <= i < count]
-    if not idx or bad:
-        raise ValueError(f"traverse: {name} must be a non-empty list of indices in 0..{count - 1}, got {list(indices)}")
-    return idx
-
-
-def _check_latent(x: Tensor, name: str, channels: int | None = None) -> Tensor:
     if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point() or x.shape[0] < 1:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"traverse: {name} must be a float tensor [B, C, *spatial], got {shape}")
@@ -259,10 +121,10 @@ def traverse_channels(latent: Tensor, channels: Sequence[int] | None = None, *, 
     Raises:
         ValueError: channel index out of range, channel-count mismatch, NaN/Inf, bad range.
     """
-    x = _check_latent(latent, "latent")
+    x = check_latent(latent, "latent")
     c = x.shape[1]
-    dims = _check_indices(channels, c, "channels")
-    ref = x if reference is None else _check_latent(reference, "reference", c)
+    dims = check_indices(channels, c, "channels")
+    ref = x if reference is None else check_latent(reference, "reference", c)
     vals = sweep_values(_pixels(ref)[:, dims], mode, lo, hi, steps, op=op, pingpong=pingpong).float().cpu()
     b, d, s = x.shape[0], len(dims), vals.shape[1]
     spatial = x.shape[2:]
@@ -299,15 +161,15 @@ def traverse_pca(latent: Tensor, reference: Tensor | None = None, *, components:
     Raises:
         ValueError: component out of range, channel mismatch, too few positions, NaN/Inf.
     """
-    x = _check_latent(latent, "latent")
+    x = check_latent(latent, "latent")
     c = x.shape[1]
-    ref = x if reference is None else _check_latent(reference, "reference", c)
+    ref = x if reference is None else check_latent(reference, "reference", c)
     if isinstance(components, int) and not isinstance(components, bool):
         if not 1 <= components <= c:
             raise ValueError(f"traverse_pca: components must be in 1..{c} (channels), got {components}")
         idx = list(range(components))
     else:
-        idx = _check_indices(components, c, "components")
+        idx = check_indices(components, c, "components")
     pix = _pixels(ref)
     if pix.shape[0] < max(idx) + 1 or pix.shape[0] < 2:
         raise ValueError(
@@ -342,8 +204,8 @@ def direction_between(a: Tensor, b: Tensor) -> Tensor:
     Raises:
         ValueError: shape mismatch or NaN/Inf.
     """
-    _check_latent(a, "direction a")
-    _check_latent(b, "direction b")
+    check_latent(a, "direction a")
+    check_latent(b, "direction b")
     if a.shape != b.shape:
         raise ValueError(f"traverse: direction a {tuple(a.shape)} and b {tuple(b.shape)} differ in shape")
     return a.detach().float() - b.detach().float().to(a.device)
@@ -375,10 +237,10 @@ def traverse_direction(latent: Tensor, direction: Tensor, *, mode: RangeMode = "
     Raises:
         ValueError: direction/reference shape mismatch, zero direction, NaN/Inf, bad range.
     """
-    x = _check_latent(latent, "latent")
+    x = check_latent(latent, "latent")
     item = tuple(x.shape[1:])
     dvec = direction.unsqueeze(0) if isinstance(direction, Tensor) and direction.ndim == x.ndim - 1 else direction
-    _check_latent(dvec, "direction")
+    check_latent(dvec, "direction")
     if tuple(dvec.shape[1:]) != item or dvec.shape[0] not in (1, x.shape[0]):
         raise ValueError(
             f"traverse_direction: direction of shape {tuple(direction.shape)} does not fit latent "
@@ -388,7 +250,7 @@ def traverse_direction(latent: Tensor, direction: Tensor, *, mode: RangeMode = "
     norms = flat.norm(dim=1)
     if (norms == 0).any():
         raise ValueError("traverse_direction: direction is all zero (are A and B equal?)")
-    ref = x if reference is None else _check_latent(reference, "reference")
+    ref = x if reference is None else check_latent(reference, "reference")
     if mode == "interval":
         vals = sweep_positions(lo, hi, steps, pingpong=pingpong).expand(flat.shape[0], -1)
         step = flat / (norms / math.sqrt(flat.shape[1])).unsqueeze(1) if normalize else flat
