@@ -24,6 +24,7 @@ if "." in (__package__ or ""):  # <root>.nodes: the repository root imported as 
         latents,
         noise,
         progress,
+        seeds,
         space,
         traverse,
         walk,
@@ -40,7 +41,18 @@ if "." in (__package__ or ""):  # <root>.nodes: the repository root imported as 
     from ..latent_ops.workflow import cli
 else:  # latent_ops_nodes, installed beside the top-level latent_ops
     import latent_ops as _root
-    from latent_ops import checkpoints, interp, latent_format, latents, noise, progress, space, traverse, walk
+    from latent_ops import (
+        checkpoints,
+        interp,
+        latent_format,
+        latents,
+        noise,
+        progress,
+        seeds,
+        space,
+        traverse,
+        walk,
+    )
     from latent_ops.media import animation, files, images
     from latent_ops.noise import types as noise_types
     from latent_ops.sampling import diffusion, noising, schedules
