@@ -41,6 +41,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .latents import Latent
+
 Granularity = Literal["sample", "pixel"]
 Magnitude = Literal["slerp", "lerp", "gaussian"]
 
@@ -176,15 +178,8 @@ def pair_weights(
     return wa, wb
 
 
-def slerp_weights(
-    a: Tensor,
-    b: Tensor,
-    t: float | Tensor,
-    *,
-    granularity: Granularity = "sample",
-    magnitude: Magnitude = "slerp",
-    eps: float = 1e-6,
-) -> tuple[Tensor, Tensor]:
+def slerp_weights(a: Tensor, b: Tensor, t: float | Tensor, *, granularity: Granularity = "sample",
+                  magnitude: Magnitude = "slerp", eps: float = 1e-6) -> tuple[Tensor, Tensor]:
     """The two coefficient tensors of :func:`slerp`: ``slerp(a, b, t) == wa * a + wb * b``.
 
     Args: as :func:`slerp`.
@@ -196,12 +191,7 @@ def slerp_weights(
     Raises:
         ValueError: as :func:`slerp`.
     """
-    _check_choice("slerp", "granularity", granularity, GRANULARITIES)
-    _check_choice("slerp", "magnitude", magnitude, MAGNITUDES)
-    _check_pair("slerp", a, b, min_ndim=2, finite=False)  # checked on the norms, see _weights
-    dtype = work_dtype(a.dtype)
-    x, y = _vectors(a, granularity, dtype), _vectors(b, granularity, dtype)
-    wa, wb = _weights(x, y, t, magnitude=magnitude, eps=eps)
+    _, _, wa, wb = _slerp_parts(a, b, t, granularity, magnitude, eps)
     if granularity == "sample":
         wa, wb = (w.reshape((a.shape[0],) + (1,) * (a.ndim - 1)) for w in (wa, wb))
     return wa, wb
@@ -213,9 +203,17 @@ def _vectors(a: Tensor, granularity: str, dtype: torch.dtype) -> Tensor:
     return x.reshape(x.shape[0], -1) if granularity == "sample" else x
 
 
-def _weights(
-    x: Tensor, y: Tensor, t: float | Tensor, *, magnitude: Magnitude, eps: float
-) -> tuple[Tensor, Tensor]:
+def _slerp_parts(a: Tensor, b: Tensor, t: float | Tensor, granularity: str, magnitude: Magnitude,
+                 eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`slerp`'s checks, then its vectors ``x``, ``y`` (see :func:`_vectors`) and weights ``wa``, ``wb``.
+
+    ``wa``, ``wb`` are ``(B, 1)`` per sample, ``(B, 1, *spatial)`` per pixel.
+    """
+    _check_choice("slerp", "granularity", granularity, GRANULARITIES)
+    _check_choice("slerp", "magnitude", magnitude, MAGNITUDES)
+    _check_pair("slerp", a, b, min_ndim=2, finite=False)  # NaN/Inf are found from the norms, below
+    dtype = work_dtype(a.dtype)
+    x, y = _vectors(a, granularity, dtype), _vectors(b, granularity, dtype)
     tt = _as_t("slerp", t, x.shape[0], x.ndim, x, unit=True)
     na = torch.linalg.vector_norm(x, dim=1, keepdim=True)
     nb = torch.linalg.vector_norm(y, dim=1, keepdim=True)
@@ -224,18 +222,12 @@ def _weights(
             check_finite("slerp", name, v)
             raise ValueError(f"slerp: {name} is too large (its norm overflows)")
     dot = torch.linalg.vecdot(x, y, dim=1).unsqueeze(1)
-    return pair_weights(na, nb, dot, tt, spherical=True, magnitude=magnitude, size=x.shape[1], eps=eps)
+    wa, wb = pair_weights(na, nb, dot, tt, spherical=True, magnitude=magnitude, size=x.shape[1], eps=eps)
+    return x, y, wa, wb
 
 
-def slerp(
-    a: Tensor,
-    b: Tensor,
-    t: float | Tensor,
-    *,
-    granularity: Granularity = "sample",
-    magnitude: Magnitude = "slerp",
-    eps: float = 1e-6,
-) -> Tensor:
+def slerp(a: Tensor, b: Tensor, t: float | Tensor, *, granularity: Granularity = "sample",
+          magnitude: Magnitude = "slerp", eps: float = 1e-6) -> Tensor:
     """Spherical interpolation; ``t = 0`` gives ``a`` and ``t = 1`` gives ``b`` exactly.
 
     Args:
@@ -256,12 +248,7 @@ def slerp(
             in ``a``, ``b`` or ``t``, ``t`` outside ``[0, 1]`` or of the wrong shape, or an
             unknown ``granularity``/``magnitude``.
     """
-    _check_choice("slerp", "granularity", granularity, GRANULARITIES)
-    _check_choice("slerp", "magnitude", magnitude, MAGNITUDES)
-    _check_pair("slerp", a, b, min_ndim=2, finite=False)  # checked on the norms, see _weights
-    dtype = work_dtype(a.dtype)
-    x, y = _vectors(a, granularity, dtype), _vectors(b, granularity, dtype)
-    wa, wb = _weights(x, y, t, magnitude=magnitude, eps=eps)
+    x, y, wa, wb = _slerp_parts(a, b, t, granularity, magnitude, eps)
     out = x * wa
     out.addcmul_(y, wb)
     return out.reshape(a.shape).to(a.dtype)
@@ -295,3 +282,42 @@ def match_batch(a: Tensor, b: Tensor, names: tuple[str, str] = ("a", "b")) -> tu
     elif b.shape[0] == 1 and a.shape[0] != 1:
         b = b.expand_as(a)
     return a, b
+
+
+def _latent_pair(samples1: Latent, samples2: Latent) -> tuple[Latent, Tensor, Tensor]:
+    """A copy of the LATENT whose batch the result has (``samples1`` unless it is the broadcast
+    one) and the two ``samples`` tensors, a batch of 1 broadcast by :func:`match_batch`."""
+    a, b = match_batch(samples1["samples"], samples2["samples"], ("samples1", "samples2"))
+    base = samples1 if samples1["samples"].shape[0] == a.shape[0] else samples2
+    return base.copy(), a, b
+
+
+def lerp_latents(samples1: Latent, samples2: Latent, t: float | Tensor) -> Latent:
+    """:func:`lerp` of two LATENT dicts (the Lerp node's call).
+
+    Args:
+        samples1, samples2: LATENTs with ``samples`` ``[B, ...]``, equal shapes or one batch of 1.
+        t: as :func:`lerp`.
+
+    Returns:
+        A new LATENT: ``samples1``'s side entries (``noise_mask``, ``batch_index``, ...), or
+        ``samples2``'s when ``samples1`` is the broadcast batch of 1; the inputs are not changed.
+
+    Raises:
+        ValueError: the shapes do not match (naming ``samples1`` and ``samples2``), or as :func:`lerp`.
+    """
+    out, a, b = _latent_pair(samples1, samples2)
+    out["samples"] = lerp(a, b, t)
+    return out
+
+
+def slerp_latents(samples1: Latent, samples2: Latent, t: float | Tensor, *, granularity: Granularity = "sample",
+                  magnitude: Magnitude = "slerp") -> Latent:
+    """:func:`slerp` of two LATENT dicts (the Slerp node's call); side entries as :func:`lerp_latents`.
+
+    Raises:
+        ValueError: the shapes do not match (naming ``samples1`` and ``samples2``), or as :func:`slerp`.
+    """
+    out, a, b = _latent_pair(samples1, samples2)
+    out["samples"] = slerp(a, b, t, granularity=granularity, magnitude=magnitude)
+    return out

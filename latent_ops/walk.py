@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .interp import MAGNITUDES, Magnitude, _check_choice, check_finite, pair_weights, work_dtype
+from .latents import Latent
 
 Easing = Literal["linear", "smoothstep", "cosine", "ease_in", "ease_out", "ease_in_out", "constant_angular"]
 EASINGS: tuple[str, ...] = (
@@ -40,6 +41,7 @@ EASINGS: tuple[str, ...] = (
     "ease_in_out",
     "constant_angular",
 )
+Method = Literal["slerp", "lerp"]
 METHODS: tuple[str, ...] = ("slerp", "lerp")
 
 
@@ -177,17 +179,9 @@ def _plan(
     return _Plan(x, counts, seg, wa, wb)
 
 
-def walk_weights(
-    keyframes: Tensor,
-    frames: int,
-    *,
-    easing: str = "linear",
-    loop: bool = False,
-    method: Literal["slerp", "lerp"] = "slerp",
-    magnitude: Magnitude = "slerp",
-    power: float = 2.0,
-    eps: float = 1e-6,
-) -> Tensor:
+def walk_weights(keyframes: Tensor, frames: int, *, easing: str = "linear", loop: bool = False,
+                 method: Method = "slerp", magnitude: Magnitude = "slerp", power: float = 2.0,
+                 eps: float = 1e-6) -> Tensor:
     """The ``(frames, K)`` matrix ``W`` with ``walk(...) == W @ keyframes.reshape(K, -1)``.
 
     Args: as :func:`walk`; ``eps`` is the parallel/antipodal threshold of
@@ -212,17 +206,8 @@ def walk_weights(
 _BLOCK_BYTES = 4 << 20  # rows per block: small enough for the second pass to hit the L2/L3 cache
 
 
-def walk(
-    keyframes: Tensor,
-    frames: int,
-    *,
-    easing: str = "linear",
-    loop: bool = False,
-    method: Literal["slerp", "lerp"] = "slerp",
-    magnitude: Magnitude = "slerp",
-    power: float = 2.0,
-    out: Tensor | None = None,
-) -> Tensor:
+def walk(keyframes: Tensor, frames: int, *, easing: str = "linear", loop: bool = False, method: Method = "slerp",
+         magnitude: Magnitude = "slerp", power: float = 2.0, out: Tensor | None = None) -> Tensor:
     """Walk through ``K`` keyframes in ``frames`` frames (per-sample slerp or lerp per segment).
 
     Args:
@@ -284,4 +269,31 @@ def walk(
             if scratch is not None:
                 flat[r:e].copy_(o)
         start += count
+    return out
+
+
+def walk_latent(keyframes: Latent, frames: int, *, easing: str = "linear", loop: bool = False,
+                method: Method = "slerp", magnitude: Magnitude = "slerp", power: float = 2.0) -> Latent:
+    """:func:`walk` on a LATENT dict (the Walk node's call).
+
+    Args:
+        keyframes: LATENT with ``samples`` ``[K >= 2, ...]``; an optional single ``noise_mask``
+            (batch 1, or 2 dims) applies to every frame.
+        frames, easing, loop, method, magnitude, power: as :func:`walk`.
+
+    Returns:
+        A new LATENT with the ``[frames, ...]`` walk as ``samples``, every other entry but
+        ``batch_index`` (the frames are new samples, not items of the keyframe batch).
+
+    Raises:
+        ValueError: a per-keyframe ``noise_mask`` (it cannot apply to frames between keyframes),
+            or as :func:`walk`.
+    """
+    mask = keyframes.get("noise_mask")
+    if mask is not None and mask.ndim > 2 and mask.shape[0] != 1:
+        raise ValueError(f"walk: keyframes has a per-keyframe noise_mask of shape {tuple(mask.shape)}; "
+                         "only a single mask (batch 1) can apply to the walked frames")
+    out = {k: v for k, v in keyframes.items() if k != "batch_index"}
+    out["samples"] = walk(keyframes["samples"], frames, easing=easing, loop=loop, method=method,
+                          magnitude=magnitude, power=power)
     return out

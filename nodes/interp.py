@@ -30,13 +30,6 @@ _PAIR = {
 }
 
 
-def _pair(samples1: dict, samples2: dict) -> tuple[dict, object, object]:
-    """The output dict (side keys from the input whose batch the result has) and the two tensors."""
-    a, b = interp.match_batch(samples1["samples"], samples2["samples"], ("samples1", "samples2"))
-    base = samples1 if samples1["samples"].shape[0] == a.shape[0] else samples2
-    return base.copy(), a, b
-
-
 class LatentOpsLerp:
     """Linear interpolation of two latents."""
 
@@ -54,9 +47,7 @@ class LatentOpsLerp:
         return {"required": dict(_PAIR)}
 
     def execute(self, samples1: dict, samples2: dict, t: float) -> tuple[dict]:
-        out, a, b = _pair(samples1, samples2)
-        out["samples"] = interp.lerp(a, b, t)
-        return (out,)
+        return (interp.lerp_latents(samples1, samples2, t),)
 
 
 class LatentOpsSlerp:
@@ -91,9 +82,7 @@ class LatentOpsSlerp:
     def execute(
         self, samples1: dict, samples2: dict, t: float, granularity: str, magnitude: str
     ) -> tuple[dict]:
-        out, a, b = _pair(samples1, samples2)
-        out["samples"] = interp.slerp(a, b, t, granularity=granularity, magnitude=magnitude)
-        return (out,)
+        return (interp.slerp_latents(samples1, samples2, t, granularity=granularity, magnitude=magnitude),)
 
 
 class LatentOpsWalk:
@@ -163,23 +152,8 @@ class LatentOpsWalk:
     def execute(
         self, keyframes: dict, frames: int, easing: str, loop: bool, method: str, magnitude: str, power: float
     ) -> tuple[dict]:
-        samples = keyframes["samples"]
-        if samples.shape[0] < 2:
-            raise ValueError(
-                f"LatentOpsWalk: keyframes needs a batch of at least 2 latents, got shape "
-                f"{tuple(samples.shape)}"
-            )
-        mask = keyframes.get("noise_mask")
-        if mask is not None and mask.ndim > 2 and mask.shape[0] != 1:
-            raise ValueError(
-                f"LatentOpsWalk: keyframes has a per-keyframe noise_mask of shape {tuple(mask.shape)}; "
-                "only a single mask (batch 1) can apply to the walked frames"
-            )
-        out = {k: v for k, v in keyframes.items() if k != "batch_index"}
-        out["samples"] = walk.walk(
-            samples, frames, easing=easing, loop=loop, method=method, magnitude=magnitude, power=power
-        )
-        return (out,)
+        return (walk.walk_latent(keyframes, frames, easing=easing, loop=loop, method=method, magnitude=magnitude,
+                                 power=power),)
 
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {

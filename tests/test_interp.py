@@ -240,3 +240,28 @@ def test_match_batch() -> None:
         interp.match_batch(torch.zeros(2, 4, 2, 2), many, ("samples1", "samples2"))
     with pytest.raises(ValueError, match=r"\(1, 16, 2, 2\)"):
         interp.match_batch(torch.zeros(1, 16, 2, 2), many)
+
+
+def test_latent_dicts_keep_the_side_entries_of_the_result_batch(gen) -> None:
+    mask = torch.rand(3, 1, 2, 2, generator=gen)
+    many = {"samples": torch.randn(3, 4, 2, 2, generator=gen), "noise_mask": mask, "batch_index": [0, 1, 2]}
+    one = {"samples": torch.randn(1, 4, 2, 2, generator=gen), "batch_index": [9]}
+    for first, second in ((many, one), (one, many)):
+        lerped = interp.lerp_latents(first, second, 0.25)
+        slerped = interp.slerp_latents(first, second, 0.25, granularity="pixel", magnitude="gaussian")
+        a, b = interp.match_batch(first["samples"], second["samples"])
+        for out in (lerped, slerped):  # side entries come from the 3-item input, whichever side it is on
+            assert out["batch_index"] == [0, 1, 2] and out["noise_mask"] is mask and out is not many
+        assert torch.equal(lerped["samples"], interp.lerp(a, b, 0.25))
+        assert torch.equal(slerped["samples"], interp.slerp(a, b, 0.25, granularity="pixel", magnitude="gaussian"))
+    assert many["batch_index"] == [0, 1, 2] and one.keys() == {"samples", "batch_index"}  # inputs unchanged
+    same = {"samples": torch.randn(1, 4, 2, 2, generator=gen), "batch_index": [4]}
+    assert interp.lerp_latents(same, one, 0.5)["batch_index"] == [4]  # equal batches: samples1's entries
+
+
+def test_latent_dicts_errors_name_the_inputs(gen) -> None:
+    two, three = {"samples": torch.zeros(2, 4, 2, 2)}, {"samples": torch.zeros(3, 4, 2, 2)}
+    with pytest.raises(ValueError, match=r"^samples1 and samples2 do not match: shapes \(2, 4, 2, 2\) and \(3,"):
+        interp.lerp_latents(two, three, 0.5)
+    with pytest.raises(ValueError, match=r"^slerp: t must lie in \[0, 1\]"):
+        interp.slerp_latents(two, two, 1.5)

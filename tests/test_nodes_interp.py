@@ -100,9 +100,7 @@ def test_walk_node(gen) -> None:
 
 
 def test_walk_node_errors(gen) -> None:
-    with pytest.raises(
-        ValueError, match=r"LatentOpsWalk: keyframes needs a batch of at least 2.*\(1, 4, 6, 5\)"
-    ):
+    with pytest.raises(ValueError, match=r"^walk: needs at least 2 keyframes, got shape \(1, 4, 6, 5\)"):
         nodes.LatentOpsWalk().execute(latent(gen, 1), 8, "linear", False, "slerp", "slerp", 2.0)
     per_key = latent(gen, 3, noise_mask=torch.ones(3, 1, 6, 5))
     with pytest.raises(ValueError, match=r"per-keyframe noise_mask of shape \(3, 1, 6, 5\)"):

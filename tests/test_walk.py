@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from latent_ops import interp
-from latent_ops.walk import EASINGS, ease, walk, walk_weights
+from latent_ops.walk import EASINGS, ease, walk, walk_latent, walk_weights
 
 
 def angle(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -186,3 +186,23 @@ def test_walk_errors(keyframes) -> None:
     bad[2, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="keyframes contains NaN or Inf"):
         walk(bad, 8)
+
+
+def test_walk_latent_dict(keyframes) -> None:
+    mask = torch.rand(1, 1, *keyframes.shape[2:])
+    kf = {"samples": keyframes, "noise_mask": mask, "batch_index": [5, 6, 7, 8][: keyframes.shape[0]], "x": 1}
+    out = walk_latent(kf, 9, easing="ease_in", loop=True, method="lerp", magnitude="lerp", power=3.0)
+    assert set(out) == {"samples", "noise_mask", "x"} and out["noise_mask"] is mask  # frames are new samples
+    assert torch.equal(out["samples"], walk(keyframes, 9, easing="ease_in", loop=True, method="lerp",
+                                            magnitude="lerp", power=3.0))
+    assert "batch_index" in kf and kf["samples"] is keyframes  # the input dict is unchanged
+    flat_mask = {"samples": keyframes, "noise_mask": torch.ones(*keyframes.shape[2:])}  # [H, W]: one mask
+    assert walk_latent(flat_mask, 4)["noise_mask"] is flat_mask["noise_mask"]
+
+
+def test_walk_latent_errors(keyframes) -> None:
+    per_key = {"samples": keyframes, "noise_mask": torch.ones(keyframes.shape[0], 1, *keyframes.shape[2:])}
+    with pytest.raises(ValueError, match=r"^walk: keyframes has a per-keyframe noise_mask of shape \(\d+, 1,"):
+        walk_latent(per_key, 8)
+    with pytest.raises(ValueError, match=r"^walk: needs at least 2 keyframes, got shape \(1,"):
+        walk_latent({"samples": keyframes[:1]}, 8)
