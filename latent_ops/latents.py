@@ -12,11 +12,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .vae.geometry import latent_geometry
+
 Latent = dict[str, Any]
 
 
-def empty_latent(width: int, height: int, batch_size: int, channels: int = 4, downscale: int = 8) -> Latent:
-    """ComfyUI's EmptyLatentImage: zeros ``[batch_size, channels, height // downscale, width // downscale]``."""
+def empty_latent(width: int, height: int, batch_size: int, channels: int = 4, downscale: int = 8, *,
+                 vae: object | None = None) -> Latent:
+    """ComfyUI's EmptyLatentImage: zeros ``[batch_size, channels, height // downscale, width // downscale]``.
+
+    ``vae`` (ours or ComfyUI's image VAE), when given, supplies ``channels`` and ``downscale``
+    (:func:`latent_ops.vae.geometry.latent_geometry`).
+    """
+    channels, downscale = latent_geometry(vae, channels, downscale, "empty_latent")
     if width < downscale or height < downscale or batch_size < 1:
         raise ValueError(f"empty_latent: width={width}, height={height}, batch_size={batch_size} give an empty latent")
     return {"samples": torch.zeros([batch_size, channels, height // downscale, width // downscale])}

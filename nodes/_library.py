@@ -36,6 +36,7 @@ if "." in (__package__ or ""):  # <root>.nodes: the repository root imported as 
     from ..latent_ops.space import cluster, neighbors
     from ..latent_ops.space import plot as space_plot
     from ..latent_ops.vae import generic as vae_calls
+    from ..latent_ops.vae import geometry as vae_geometry
     from ..latent_ops.vae import loading as vae_loading
     from ..latent_ops.weights import folders as model_paths
     from ..latent_ops.workflow import cli
@@ -60,6 +61,7 @@ else:  # latent_ops_nodes, installed beside the top-level latent_ops
     from latent_ops.space import cluster, neighbors
     from latent_ops.space import plot as space_plot
     from latent_ops.vae import generic as vae_calls
+    from latent_ops.vae import geometry as vae_geometry
     from latent_ops.vae import loading as vae_loading
     from latent_ops.weights import folders as model_paths
     from latent_ops.workflow import cli

@@ -34,9 +34,7 @@ class LatentOpsEmptyLatent:
 
     def execute(self, width: int, height: int, batch_size: int, vae: object = None, channels: int = 4,
                 downscale: int = 8) -> tuple[dict]:
-        if vae is not None:
-            channels, downscale = int(vae.latent_channels), int(vae.downscale_ratio)
-        return (core.empty_latent(width, height, batch_size, channels=channels, downscale=downscale),)
+        return (core.empty_latent(width, height, batch_size, channels=channels, downscale=downscale, vae=vae),)
 
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {"LatentOpsEmptyLatent": LatentOpsEmptyLatent}

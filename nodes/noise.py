@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._library import latent_format as formats
-from ._library import noise, noise_types, noising
+from ._library import noise, noise_types, noising, vae_geometry
 from .comfy_adapter import intermediate_device
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -12,16 +12,9 @@ FORMAT_NAMES = ["none", *formats.FORMATS]
 
 
 def _geometry(vae: object | None, channels: int, downscale: int) -> tuple[int, int]:
-    """(channels, downscale): the widgets, or a ComfyUI-style VAE's ``latent_channels``/``downscale_ratio``."""
-    if vae is None:
-        return channels, downscale
-    channels, downscale = getattr(vae, "latent_channels", None), getattr(vae, "downscale_ratio", None)
-    if not isinstance(channels, int) or not isinstance(downscale, int):
-        raise ValueError(
-            "LatentOpsNoise: vae must have int 'latent_channels' and 'downscale_ratio' (an image VAE), "
-            f"got {channels!r} and {downscale!r}; for video latents connect 'like' instead"
-        )
-    return channels, downscale
+    """(channels, downscale): the widgets, or a ComfyUI-style VAE's (``latent_ops.vae.geometry``)."""
+    return vae_geometry.latent_geometry(vae, channels, downscale, "LatentOpsNoise",
+                                        "; for video latents connect 'like' instead")
 
 
 def _latent_shape(width: int, height: int, batch_size: int, channels: int, downscale: int) -> tuple[int, ...]:

@@ -33,6 +33,7 @@ from ..latent_format import LatentFormat
 from ..sampling.denoisers import DiscreteSampling
 from ..sampling.diffusion import DiffusionModel, TextEncoder
 from ..vae import loading as models
+from ..vae.geometry import latent_format_from_config
 from .text_encoders import ClipPart, ClipTextEncoder, UNetBackbone
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -104,9 +105,7 @@ def _load_embedded(folder: Path, device: torch.device | str) -> tuple[DiffusionM
     vcfg = vae_module.config
     fmt = cfg.get("latent_format")
     if not isinstance(fmt, LatentFormat):
-        fmt = LatentFormat("embedded", channels=int(vcfg["latent_channels"]),
-                           downscale=2 ** (len(vcfg["block_out_channels"]) - 1),
-                           scale=float(vcfg.get("scaling_factor") or 1.0), shift=float(vcfg.get("shift_factor") or 0.0))
+        fmt = latent_format_from_config(vcfg, "embedded")
     from ..vae.wrapper import VAE
 
     vae = VAE(vae_module, fmt, "embedded", device=device)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..deps import require
 from ..latent_format import LatentFormat
+from ..vae.geometry import latent_format_from_config
 from .text_encoder import ClassTextEncoder
 
 DEFAULT_DIR: Path = Path(__file__).resolve().parent / "default"
@@ -107,9 +108,7 @@ def betas_from_config(cfg: dict) -> Tensor:
 
 def latent_format_from_vae_config(cfg: dict) -> LatentFormat:
     """``LatentFormat("embedded", ...)`` from an AutoencoderKL config (channels, f, scale, shift)."""
-    return LatentFormat("embedded", channels=int(cfg["latent_channels"]),
-                        downscale=2 ** (len(cfg["block_out_channels"]) - 1),
-                        scale=float(cfg["scaling_factor"]), shift=float(cfg.get("shift_factor") or 0.0))
+    return latent_format_from_config(cfg, "embedded")
 
 
 def load_embedded(folder: str | Path = DEFAULT_DIR, device: torch.device | str = "cpu") -> EmbeddedParts:

@@ -1,231 +1,193 @@
-"""VAE families: detection from a state dict, and the diffusers configs shipped for them.
+"""VAE families: one frozen record each, in a registry (in the style of spandrel's architecture registry).
 
-Everything here reads tensor shapes and key names only: no network is built. SD1.5 and SDXL VAEs
-(and SD3 and Flux VAEs) have identical shapes, so :func:`detect_vae_family` takes a hint from the
-caller, then from the rest of a full checkpoint, and otherwise picks ``sd15`` for 4-channel and
-``flux`` for 16-channel VAEs; :func:`name_family_hint` reads one from a file name. The configs
-come from ``latent_ops/configs/`` with the shape-derived fields replaced.
+A :class:`VAEFamily` says everything the loaders need about a family: its kind (KL or TAESD),
+latent channels, shipped config folder (``latent_ops/configs/<config>``), latent format (scale,
+shift, compression; a TAESD family's is the format of the KL family it pairs with), and how to
+tell it apart from look-alikes (default choice, full-checkpoint key, file-name markers).
+:data:`REGISTRY` holds the built-in families; every table the loaders and nodes use is derived
+from it, so adding a family is one record here plus its config folder (and
+``tests/test_vae_families.py`` runs it through load, encode/decode and tiling).
+
+Detection (:mod:`latent_ops.vae.detect`) reads tensor shapes and key names only: SD1.5 and SDXL
+VAEs (and SD3 and Flux VAEs) have identical shapes, so a hint, a full checkpoint's other parts or
+the file name decide, and otherwise the family marked ``default``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from torch import Tensor
-
-from ..weights import ldm_convert
+from .. import latent_format as lf
+from ..errors import LatentOpsError
 from ..weights.files import ModelLoadError
-
-StateDict = dict[str, Tensor]
+from .geometry import config_geometry, latent_format_from_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
-TAESD_NAMES = ("taesdxl", "taesd3", "taef1", "taesd")
+KINDS = ("kl", "tiny")
+"""``"kl"``: diffusers ``AutoencoderKL``; ``"tiny"``: ``AutoencoderTiny`` (TAESD)."""
+
+
+class DuplicateFamilyError(LatentOpsError):
+    """A family name registered twice, or a second default for one kind and channel count."""
+
+
+@dataclass(frozen=True)
+class VAEFamily:
+    """One VAE family.
+
+    Attributes:
+        name: family id (``"sd15"``); for TAESD also the file prefix (``taesdxl_decoder.pth``).
+        kind: ``"kl"`` or ``"tiny"`` (see :data:`KINDS`).
+        channels: latent channels of its weights.
+        config: folder under ``latent_ops/configs/`` holding the family's diffusers ``config.json``.
+        latent_format: its latent space; for TAESD the format of the KL family it pairs with.
+        default: chosen among the families of the same kind and channels when nothing tells
+            them apart (one per kind and channel count).
+        checkpoint_key: regular expression found (``re.search``) only in the keys of full
+            checkpoints of this family (KL), or None.
+        name_markers: substrings of a lower-case file name that imply this family (KL).
+        name_tokens: whole words of a file name (split on non-alphanumerics) that imply it (KL).
+    """
+
+    name: str
+    kind: str
+    channels: int
+    config: str
+    latent_format: lf.LatentFormat
+    default: bool = False
+    checkpoint_key: str | None = None
+    name_markers: tuple[str, ...] = ()
+    name_tokens: tuple[str, ...] = ()
+
+    @property
+    def pairs_with(self) -> str | None:
+        """TAESD: the KL family whose latents it encodes and decodes; None for KL families."""
+        return self.latent_format.name if self.kind == "tiny" else None
+
+    def shipped_config(self) -> dict:
+        """The diffusers config shipped for this family (a fresh dict)."""
+        return json.loads((CONFIG_DIR / self.config / "config.json").read_text(encoding="utf-8"))
+
+
+class FamilyRegistry:
+    """An ordered, checked collection of :class:`VAEFamily` records; :meth:`copy` to extend it.
+
+    Raises:
+        DuplicateFamilyError: on a repeated name or a second default for one kind and channels.
+        ValueError: on an unknown kind, or a TAESD family whose format names no registered KL family.
+    """
+
+    def __init__(self, families: Iterable[VAEFamily] = ()) -> None:
+        self._families: dict[str, VAEFamily] = {}
+        for family in families:
+            self.add(family)
+
+    def add(self, family: VAEFamily) -> None:
+        """Register ``family`` after the existing ones."""
+        if family.kind not in KINDS:
+            raise ValueError(f"FamilyRegistry.add: {family.name!r} has kind {family.kind!r}; known: {list(KINDS)}")
+        if family.name in self._families:
+            raise DuplicateFamilyError(f"FamilyRegistry.add: VAE family {family.name!r} is already registered")
+        if family.pairs_with is not None and self._families.get(family.pairs_with, family).kind != "kl":
+            raise ValueError(f"FamilyRegistry.add: TAESD family {family.name!r} pairs with {family.pairs_with!r}, "
+                             "which is not a registered KL family")
+        if family.default and any(f.default for f in self.candidates(family.kind, family.channels)):
+            raise DuplicateFamilyError(f"FamilyRegistry.add: a default {family.kind} family with "
+                                       f"{family.channels} channels is already registered")
+        self._families[family.name] = family
+
+    def copy(self) -> FamilyRegistry:
+        """A new registry with the same records (to extend without touching this one)."""
+        return FamilyRegistry(self)
+
+    def __iter__(self) -> Iterator[VAEFamily]:
+        return iter(self._families.values())
+
+    def __len__(self) -> int:
+        return len(self._families)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._families
+
+    def get(self, name: str) -> VAEFamily:
+        """The record called ``name``; raises :class:`ModelLoadError` listing the known names."""
+        try:
+            return self._families[name]
+        except KeyError:
+            raise ModelLoadError(f"unknown VAE family {name!r}; known: {list(self._families)}") from None
+
+    def names(self, kind: str | None = None) -> tuple[str, ...]:
+        """Family names in registration order (of one kind if given)."""
+        return tuple(f.name for f in self if kind is None or f.kind == kind)
+
+    def candidates(self, kind: str, channels: int) -> tuple[VAEFamily, ...]:
+        """Families of ``kind`` with ``channels`` latent channels, the default first."""
+        found = [f for f in self if f.kind == kind and f.channels == channels]
+        return tuple(sorted(found, key=lambda f: not f.default))
+
+    def taesd_prefixes(self) -> tuple[str, ...]:
+        """TAESD family names, longest first (``taesd`` is a prefix of ``taesdxl``)."""
+        return tuple(sorted(self.names("tiny"), key=len, reverse=True))
+
+    def taesd_file(self, name: str) -> tuple[str, str] | None:
+        """``(family, "encoder" | "decoder")`` for a TAESD half's file name, else None."""
+        m = re.match(rf"^({'|'.join(map(re.escape, self.taesd_prefixes()))})_(encoder|decoder)\.", name.lower())
+        return (m[1], m[2]) if m else None
+
+    def latent_format(self, family: str, cfg: dict) -> lf.LatentFormat:
+        """Latent format of a VAE of ``family`` built from ``cfg``: a TAESD family's paired format
+        with the channels of ``cfg``; for any other family (also ``"custom"``, ``"embedded"``)
+        :func:`~latent_ops.vae.geometry.latent_format_from_config`."""
+        if family in self and self._families[family].kind == "tiny":
+            return replace(self._families[family].latent_format, channels=config_geometry(cfg).channels)
+        return latent_format_from_config(cfg, family)
+
+
+def _kl(name: str, fmt: lf.LatentFormat, **kw: object) -> VAEFamily:
+    return VAEFamily(name, "kl", fmt.channels, f"{name}-vae", fmt, **kw)  # type: ignore[arg-type]
+
+
+def _tiny(name: str, fmt: lf.LatentFormat, **kw: object) -> VAEFamily:
+    return VAEFamily(name, "tiny", fmt.channels, name, fmt, **kw)  # type: ignore[arg-type]
+
+
+REGISTRY = FamilyRegistry([
+    _kl("sd15", lf.SD15, default=True, checkpoint_key=r"^cond_stage_model\."),
+    _kl("sdxl", lf.SDXL, checkpoint_key=r"^conditioner\.embedders\.1\.", name_markers=("sdxl",), name_tokens=("xl",)),
+    _kl("sd3", lf.SD3, checkpoint_key=r"\.joint_blocks\.", name_markers=("sd3",)),
+    _kl("flux", lf.FLUX, default=True, checkpoint_key=r"\.double_blocks\.", name_markers=("flux",),
+        name_tokens=("ae", "f1")),
+    _tiny("taesdxl", lf.SDXL),
+    _tiny("taesd3", lf.SD3),
+    _tiny("taef1", lf.FLUX, default=True),
+    _tiny("taesd", lf.SD15, default=True),
+])  # fmt: skip
+"""The built-in VAE families (SD1.x/SD2.x, SDXL, SD3, Flux and their TAESD counterparts)."""
+
+FAMILIES = REGISTRY.names()
+KL_FAMILIES = REGISTRY.names("kl")
+TAESD_NAMES = REGISTRY.taesd_prefixes()
 """TAESD variants, longest prefix first (``taesd`` is a prefix of ``taesdxl``)."""
 
-KL_FAMILIES = ("sd15", "sdxl", "sd3", "flux")
-FAMILIES = (*KL_FAMILIES, *TAESD_NAMES)
-FAMILY_CONFIG = {
-    "sd15": "sd15-vae",
-    "sdxl": "sdxl-vae",
-    "sd3": "sd3-vae",
-    "flux": "flux-vae",
-    "taesd": "taesd",
-    "taesdxl": "taesdxl",
-    "taesd3": "taesd3",
-    "taef1": "taef1",
-}
-TAESD_FORMAT = {"taesd": "sd15", "taesdxl": "sdxl", "taesd3": "sd3", "taef1": "flux"}
 
-
-# --------------------------------------------------------------------------- detection
-def taesd_layout(state_dict: StateDict) -> str | None:
-    """``"original"`` or ``"diffusers"`` for TAESD encoder/decoder weights, None for anything else."""
-    keys = list(state_dict)
-    if keys and all(re.match(r"^\d+\.", k) for k in keys):
-        return "original"
-    if any(k.startswith(("encoder.layers.", "decoder.layers.")) for k in keys):
-        return "diffusers"
-    return None
-
-
-def extract_vae_state_dict(state_dict: StateDict) -> StateDict:
-    """The bare KL-VAE weights of a standalone VAE file or a full checkpoint (prefix removed).
-
-    Raises:
-        ModelLoadError: if no VAE weights are found.
-    """
-    bare_prefixes = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
-    bare = {k: v for k, v in state_dict.items() if k.startswith(bare_prefixes)}
-    if bare:
-        return bare
-    found = ldm_convert.split_by_prefix(state_dict, ldm_convert.VAE_PREFIXES)
-    if found is None:
-        sample = ", ".join(list(state_dict)[:3])
-        raise ModelLoadError(
-            f"no VAE weights found (expected 'encoder.conv_in.weight' or 'first_stage_model.encoder...'; "
-            f"first keys: {sample})"
-        )
-    return found[1]
-
-
-def checkpoint_family_hint(state_dict: StateDict) -> str | None:
-    """Family implied by the non-VAE parts of a full checkpoint, or None."""
-    keys = state_dict.keys()
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
-        return "sdxl"
-    if any(".joint_blocks." in k for k in keys):
-        return "sd3"
-    if any(".double_blocks." in k for k in keys):
-        return "flux"
-    if any(k.startswith("cond_stage_model.") for k in keys):
-        return "sd15"
-    return None
-
-
-def name_family_hint(path: str | Path) -> str | None:
-    """Family implied by a file or folder name (``sdxl_vae``, ``taesd3_decoder``, ``ae``...)."""
-    name = Path(path).name.lower()
-    for t in TAESD_NAMES:
-        if name.startswith(t):
-            return t
-    tokens = set(re.split(r"[^a-z0-9]+", Path(name).stem))
-    if "sdxl" in tokens or "xl" in tokens or "sdxl" in name:
-        return "sdxl"
-    if "sd3" in name:
-        return "sd3"
-    if "flux" in name or tokens & {"ae", "f1"}:
-        return "flux"
-    return None
-
-
-def _latent_channels(state_dict: StateDict) -> int:
-    w = state_dict.get("decoder.conv_in.weight")
-    if w is None or w.ndim != 4:
-        raise ModelLoadError("KL VAE without a 4-D 'decoder.conv_in.weight'")
-    return int(w.shape[1])
-
-
-def _tiny_latent_channels(state_dict: StateDict) -> int:
-    if taesd_layout(state_dict) == "original":
-        if "0.weight" in state_dict:  # an encoder file (a decoder file starts with a Clamp at 0)
-            state_dict = ldm_convert.taesd_original_to_diffusers(state_dict, None)
-        else:
-            state_dict = ldm_convert.taesd_original_to_diffusers(None, state_dict)
-    idx = sorted({int(k.split(".")[2]) for k in state_dict if k.startswith("encoder.layers.")})
-    try:
-        if idx:
-            return int(state_dict[f"encoder.layers.{idx[-1]}.weight"].shape[0])
-        return int(state_dict["decoder.layers.0.weight"].shape[1])
-    except (KeyError, IndexError) as exc:
-        raise ModelLoadError(f"TAESD weights without a readable first/last convolution ({exc!r})") from None
-
-
-def detect_vae_family(state_dict: StateDict, hint: str | None = None) -> str:
-    """Family of a VAE state dict (any supported layout, prefixed or bare).
-
-    Args:
-        state_dict: weights of a KL VAE, a full checkpoint, or a TAESD encoder/decoder.
-        hint: preferred family among the shape-compatible ones (``"sdxl"`` for a 4-channel KL VAE).
-
-    Returns:
-        One of :data:`FAMILIES`.
-
-    Raises:
-        ModelLoadError: unknown layout, unsupported latent channels, or a hint that contradicts
-            the shapes.
-    """
-    if hint is not None and hint not in FAMILIES:
-        raise ModelLoadError(f"unknown VAE family {hint!r}; known: {list(FAMILIES)}")
-    if taesd_layout(state_dict) is not None:
-        ch = _tiny_latent_channels(state_dict)
-        options = {4: ("taesd", "taesdxl"), 16: ("taef1", "taesd3")}.get(ch)
-    else:
-        hint = hint or checkpoint_family_hint(state_dict)
-        ch = _latent_channels(extract_vae_state_dict(state_dict))
-        options = {4: ("sd15", "sdxl"), 16: ("flux", "sd3")}.get(ch)
-        if hint in TAESD_NAMES:
-            raise ModelLoadError(f"family {hint!r} given for a KL VAE (a TAESD family needs TAESD weights)")
-    if options is None:
-        raise ModelLoadError(f"unsupported latent channel count {ch}: known VAEs have 4 or 16")
-    if hint is None:
-        return options[0]
-    if hint not in options:
-        raise ModelLoadError(f"family {hint!r} does not fit these weights ({ch} latent channels: one of {list(options)})")
-    return hint
-
-
-# --------------------------------------------------------------------------- configs
 def shipped_config(family: str) -> dict:
-    """The diffusers config shipped for ``family`` (a fresh dict)."""
-    if family not in FAMILY_CONFIG:
-        raise ModelLoadError(f"unknown VAE family {family!r}; known: {list(FAMILY_CONFIG)}")
-    return json.loads((CONFIG_DIR / FAMILY_CONFIG[family] / "config.json").read_text(encoding="utf-8"))
+    """The diffusers config shipped for ``family`` of :data:`REGISTRY` (a fresh dict)."""
+    return REGISTRY.get(family).shipped_config()
 
 
-def infer_kl_config(state_dict: StateDict, family: str) -> dict:
-    """``AutoencoderKL`` config for diffusers-layout weights: the family's shipped config with the
-    shape-derived fields replaced (levels, channels, resnets, quant convs, attention).
-
-    ``norm_num_groups`` cannot be read from shapes; it is ``gcd(32, *block_out_channels)`` (32
-    for every released VAE). Pass ``config=`` to :func:`load_vae` for anything else.
-    """
-    cfg = shipped_config(family)
-    n_levels, per = ldm_convert.count_levels(state_dict, ldm=False)
-    try:
-        up = [int(state_dict[f"decoder.up_blocks.{i}.resnets.0.conv1.weight"].shape[0]) for i in range(n_levels)]
-        chans = up[::-1]
-        in_ch = int(state_dict["encoder.conv_in.weight"].shape[1])
-        out_ch = int(state_dict["decoder.conv_out.weight"].shape[0])
-    except KeyError as exc:
-        raise ModelLoadError(f"KL VAE is missing {exc.args[0]!r}") from None
-    cfg.update(
-        block_out_channels=chans,
-        layers_per_block=per,
-        down_block_types=["DownEncoderBlock2D"] * n_levels,
-        up_block_types=["UpDecoderBlock2D"] * n_levels,
-        latent_channels=_latent_channels(state_dict),
-        in_channels=in_ch,
-        out_channels=out_ch,
-        use_quant_conv="quant_conv.weight" in state_dict,
-        use_post_quant_conv="post_quant_conv.weight" in state_dict,
-        mid_block_add_attention=any(".mid_block.attentions.0." in k for k in state_dict),
-        norm_num_groups=math.gcd(32, *chans),
-    )
-    return cfg
+_MOVED = ("StateDict", "taesd_layout", "extract_vae_state_dict", "checkpoint_family_hint", "name_family_hint",
+          "detect_vae_family", "infer_kl_config", "infer_tiny_config")
 
 
-def _tiny_runs(state_dict: StateDict, part: str) -> tuple[list[int], list[int]]:
-    layers: dict[int, bool] = {}
-    for k in state_dict:
-        m = re.match(rf"^{part}\.layers\.(\d+)\.(conv\.)?", k)
-        if m:
-            layers[int(m[1])] = layers.get(int(m[1]), False) or bool(m[2])
-    counts, chans, run = [], [], 0
-    for i in sorted(layers):
-        if layers[i]:
-            if run == 0:
-                chans.append(int(state_dict[f"{part}.layers.{i}.conv.0.weight"].shape[0]))
-            run += 1
-        elif run:
-            counts.append(run)
-            run = 0
-    if run:
-        counts.append(run)
-    return counts, chans
+def __getattr__(name: str) -> object:
+    """Names that moved to :mod:`latent_ops.vae.detect` (``families.detect_vae_family`` keeps working)."""
+    if name in _MOVED:
+        from . import detect
 
-
-def infer_tiny_config(state_dict: StateDict, family: str) -> dict:
-    """``AutoencoderTiny`` config for diffusers-layout weights (block counts/channels from keys)."""
-    cfg = shipped_config(family)
-    enc_n, enc_c = _tiny_runs(state_dict, "encoder")
-    dec_n, dec_c = _tiny_runs(state_dict, "decoder")
-    if enc_n:
-        cfg.update(num_encoder_blocks=enc_n, encoder_block_out_channels=enc_c)
-    if dec_n:
-        cfg.update(num_decoder_blocks=dec_n, decoder_block_out_channels=dec_c)
-    cfg["latent_channels"] = _tiny_latent_channels(state_dict)
-    return cfg
+        return getattr(detect, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,10 +7,11 @@ inside a full checkpoint under ``first_stage_model.``/``vae.``), and TAESD encod
 ``taef1_``). The architecture is read from the tensor shapes on top of a config shipped in
 ``latent_ops/configs/``; nothing is fetched from a hub.
 
-Families (detected in :mod:`latent_ops.vae.families`, which also holds the shipped configs):
-``sd15`` (SD1.x/SD2.x), ``sdxl``, ``sd3``, ``flux``, ``taesd``, ``taesdxl``, ``taesd3``,
-``taef1``, ``embedded`` for the package's default VAE, and ``custom`` for other diffusers folders
-whose scaling factor is not a known family's (their config's scale/shift/channels are used).
+Families are the records of :data:`latent_ops.vae.families.REGISTRY` (``sd15`` for SD1.x/SD2.x,
+``sdxl``, ``sd3``, ``flux``, ``taesd``, ``taesdxl``, ``taesd3``, ``taef1``; detected by
+:mod:`latent_ops.vae.detect`), plus ``embedded`` for the package's default VAE and ``custom`` for
+other diffusers folders whose scaling factor is not a known family's (their config's
+scale/shift/channels are used).
 SD1.5 and SDXL VAEs (and SD3 and Flux VAEs) have identical shapes: the family comes from
 ``family=``, then from markers of a full checkpoint, then from the file name (``xl``, ``sd3``,
 ``flux``/``ae``), and defaults to ``sd15`` for 4-channel and ``flux`` for 16-channel VAEs.
@@ -24,29 +25,25 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
 import torch
 
-from .. import latent_format as lf
 from ..deps import require
 from ..weights import ldm_convert
 from ..weights.files import PICKLE_EXTENSIONS, SAFE_EXTENSIONS, ModelLoadError, load_state_dict_safely
-from .families import (
-    FAMILIES,
-    KL_FAMILIES,
-    TAESD_FORMAT,
-    TAESD_NAMES,
+from .detect import (
     StateDict,
     checkpoint_family_hint,
     detect_vae_family,
     extract_vae_state_dict,
+    family_from_config,
     infer_kl_config,
     infer_tiny_config,
     name_family_hint,
     taesd_layout,
 )
+from .families import FAMILIES, REGISTRY, TAESD_NAMES
 from .wrapper import VAE
 
 __all__ = [
@@ -61,16 +58,6 @@ DEFAULT_VAE_NAME = "latent-ops-default"
 
 
 # --------------------------------------------------------------------------- building
-def _latent_format(family: str, cfg: dict) -> lf.LatentFormat:
-    channels = int(cfg["latent_channels"])
-    if family in TAESD_FORMAT:
-        base = lf.get(TAESD_FORMAT[family])
-        return lf.LatentFormat(base.name, channels, base.downscale, base.scale, base.shift)
-    down = 2 ** (len(cfg["block_out_channels"]) - 1)
-    shift = cfg.get("shift_factor") or 0.0
-    return lf.LatentFormat(family, channels, down, float(cfg.get("scaling_factor") or 1.0), float(shift))
-
-
 def _build(
     state_dict: StateDict,
     cfg: dict,
@@ -108,18 +95,17 @@ def _build(
     if bad:
         raise ModelLoadError(f"{source}: wrong tensor shapes for {family}: {'; '.join(bad[:3])}")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state_dict.items()}, strict=True)
-    fmt = _latent_format(family, cfg)
+    fmt = REGISTRY.latent_format(family, cfg)
     return VAE(module, fmt, family, device=device, dtype=dtype, memory_budget=memory_budget)
 
 
 def _taesd_pair(path: Path) -> tuple[Path | None, Path | None, str | None]:
-    name = path.name.lower()
-    m = re.match(r"^(taesdxl|taesd3|taef1|taesd)_(encoder|decoder)(\..+)$", name)
-    if m is None:
+    found = REGISTRY.taesd_file(path.name)
+    if found is None:
         return None, None, None
-    enc = path.with_name(f"{path.name[: len(m[1])]}_encoder{path.name[len(m[1]) + 8 :]}")
-    dec = path.with_name(f"{path.name[: len(m[1])]}_decoder{path.name[len(m[1]) + 8 :]}")
-    return enc, dec, m[1]
+    n = len(found[0])  # keep the file's own spelling of the prefix and extension
+    return (path.with_name(f"{path.name[:n]}_encoder{path.name[n + 8 :]}"),
+            path.with_name(f"{path.name[:n]}_decoder{path.name[n + 8 :]}"), found[0])
 
 
 def default_vae_path() -> Path | None:
@@ -170,7 +156,7 @@ def load_vae(
             raise ModelLoadError(f"{source}: no diffusion_pytorch_model.safetensors in the folder")
         sd = ldm_convert.normalize_diffusers_vae(load_state_dict_safely(weights[0], allow_pickle))
         cfg.update(config or {})
-        fam = family or ("embedded" if path.resolve() == EMBEDDED_VAE_DIR.resolve() else _family_from_config(cfg))
+        fam = family or ("embedded" if path.resolve() == EMBEDDED_VAE_DIR.resolve() else family_from_config(cfg))
         return _build(sd, cfg, fam, source, device, dtype, memory_budget)
     enc_path, dec_path, tiny = _taesd_pair(path)
     if tiny is not None:
@@ -204,17 +190,6 @@ def load_vae(
         raise ModelLoadError(f"{source}: {exc}") from None
     cfg.update(config or {})
     return _build(sd, cfg, fam, source, device, dtype, memory_budget)
-
-
-def _family_from_config(cfg: dict) -> str:
-    if cfg.get("_class_name") == "AutoencoderTiny":
-        return {4: "taesd", 16: "taef1"}.get(int(cfg.get("latent_channels", 4)), "taesd")
-    scale = cfg.get("scaling_factor")
-    for fam in KL_FAMILIES:
-        f = lf.get(fam)
-        if scale is not None and abs(float(scale) - f.scale) < 1e-6 and int(cfg.get("latent_channels", 4)) == f.channels:
-            return fam
-    return "custom"
 
 
 # --------------------------------------------------------------------------- listings
