@@ -4,6 +4,11 @@ A seed is an integer in ``[0, 2**64)`` (ComfyUI's widget range, A1111's and diff
 Per-image seeds ``seed + i`` wrap modulo ``2**64`` (:func:`offset`). Nothing folds a seed into a
 smaller range: code that needs fewer bits derives them with :func:`seed32`, never with ``% 2**32``.
 
+torch's CPU generator (mt19937) keeps only the low 32 bits of its seed, so ``manual_seed(s)`` and
+``manual_seed(s + 2**32)`` give the same stream. The noise conventions keep that (ComfyUI, A1111's
+CPU RNG and diffusers draw so, and their noise must match); everything else that seeds a torch
+generator uses :func:`cpu_generator`, whose stream depends on every bit of the seed.
+
 A public function checks each seed it is given once, with :func:`check_seed`; :func:`offset`,
 :func:`mix64` and :func:`seed32` work on seeds that were already checked and check nothing.
 """
@@ -11,6 +16,8 @@ A public function checks each seed it is given once, with :func:`check_seed`; :f
 from __future__ import annotations
 
 import numbers
+
+import torch
 
 SEED_BITS = 64
 MAX_SEED = 2**SEED_BITS - 1
@@ -61,3 +68,14 @@ def seed32(seed: int) -> int:
         seed: a seed already checked by :func:`check_seed`.
     """
     return seed if seed < 2**32 else mix64(seed) >> 32
+
+
+def cpu_generator(seed: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`seed32` ``(seed)``: every bit of ``seed`` matters.
+
+    For a seed below ``2**32`` this is ``torch.Generator().manual_seed(seed)``.
+
+    Args:
+        seed: a seed already checked by :func:`check_seed`.
+    """
+    return torch.Generator("cpu").manual_seed(seed32(seed))

@@ -7,7 +7,7 @@ ids. Each node makes one ``latent_ops`` call.
 
 from __future__ import annotations
 
-from ._library import cluster, neighbors, space
+from ._library import cluster, neighbors, seeds, space
 from ._library import space_plot as space_map
 
 CATEGORY = "latent_ops/space"
@@ -16,7 +16,7 @@ LABELS = "LATENT_OPS_LABELS"
 
 _FEATURE = (list(space.FEATURES), {"default": "flat", "tooltip": "What is compared: flat = the whole latent; channel_stats = per-channel mean and std (colour/contrast, position-free); pooled = the latent average-pooled by `pool` (coarse layout)."})
 _POOL = ("INT", {"default": 2, "min": 1, "max": 64, "tooltip": "Pooling factor for feature = pooled."})
-_SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Seed of the random choices (t-SNE/UMAP, k-means++ and sampling); same seed, same result."})
+_SEED = ("INT", {"default": 0, "min": 0, "max": seeds.MAX_SEED, "tooltip": "Seed of the random choices (t-SNE/UMAP, k-means++ and sampling); same seed, same result."})
 
 
 def _new_batch(samples: dict, tensor: object) -> dict:
@@ -50,7 +50,7 @@ class LatentOpsProject:
         }
 
     def execute(self, samples: dict, method: str, dims: int, feature: str, pool: int, seed: int, perplexity: float) -> tuple:
-        proj = space.project(samples["samples"], method, dims, feature=feature, pool=pool, seed=seed % 2**32, perplexity=perplexity)
+        proj = space.project(samples["samples"], method, dims, feature=feature, pool=pool, seed=seed, perplexity=perplexity)
         return (proj, proj.summary())
 
 
@@ -76,7 +76,7 @@ class LatentOpsCluster:
         }
 
     def execute(self, samples: dict, k: int, k_max: int, feature: str, pool: int, seed: int, n_init: int) -> tuple:
-        res = cluster.cluster(samples["samples"], k or None, k_max=k_max, feature=feature, pool=pool, seed=seed % 2**32, n_init=n_init)
+        res = cluster.cluster(samples["samples"], k or None, k_max=k_max, feature=feature, pool=pool, seed=seed, n_init=n_init)
         return (_new_batch(samples, res.centroids), res.labels, res.k, res.summary())
 
 
@@ -132,7 +132,7 @@ class LatentOpsMap:
 
     def execute(self, projection: object, max_thumbnails: int, size: int, seed: int, images: object = None, labels: object = None, vae: object = None, samples: dict | None = None) -> tuple:
         latents = samples["samples"] if samples is not None else None
-        return (space_map.projection_map(projection, images=images, labels=labels, vae=vae, latents=latents, max_thumbnails=max_thumbnails, size=size, seed=seed % 2**32),)
+        return (space_map.projection_map(projection, images=images, labels=labels, vae=vae, latents=latents, max_thumbnails=max_thumbnails, size=size, seed=seed),)
 
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from latent_ops import seeds
 from latent_ops.space import cluster
 
 
@@ -57,6 +58,37 @@ def test_kmeans_is_deterministic_for_a_seed(gen) -> None:
     assert torch.equal(a.labels, b.labels) and torch.equal(a.centers, b.centers)
     c = cluster.kmeans(x, 7, seed=12, n_init=2)
     assert not torch.equal(a.centers, c.centers)
+
+
+def test_seeds_use_all_64_bits(gen) -> None:
+    x = torch.randn(300, 6, generator=gen)
+    small = cluster.kmeans(x, 7, seed=11, n_init=1, callback=lambda *_: None)
+    big = cluster.kmeans(x, 7, seed=11 + 2**32, n_init=1, callback=lambda *_: None)
+    assert not torch.equal(small.centers, big.centers)  # seed % 2**32 would make them equal
+    assert cluster.kmeans(x, 7, seed=2**64 - 1, n_init=1, callback=lambda *_: None).centers.shape == (7, 6)
+    xs, truth = _blobs(gen, n_per=100, k=3)
+    xf = xs.flatten(1)
+    a = cluster.silhouette_score(xf, truth, sample_size=50, seed=3)
+    assert a != cluster.silhouette_score(xf, truth, sample_size=50, seed=3 + 2**32)
+
+
+def test_seed_is_the_generator_seed(gen) -> None:
+    # k-means++ picks its first center with seeds.cpu_generator(seed): manual_seed(seed) below 2**32
+    x = torch.randn(50, 3, generator=gen)
+    for seed, torch_seed in ((4, 4), (2**32 - 1, 2**32 - 1), (4 + 2**32, seeds.seed32(4 + 2**32))):
+        first = int(torch.randint(50, (1,), generator=torch.Generator().manual_seed(torch_seed)))
+        fit = cluster.kmeans(x, 1, seed=seed, n_init=1, callback=lambda *_: None)
+        init = cluster.kmeans_plus_plus(x - x.mean(0), 1, seeds.cpu_generator(seed))
+        assert int(init[0]) == first and torch.equal(fit.labels, torch.zeros(50, dtype=torch.long))
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 2.5])
+def test_bad_seed_is_a_clear_error(gen, seed: object) -> None:
+    x = torch.randn(20, 2, 2, 2, generator=gen)
+    with pytest.raises(ValueError, match="kmeans: seed must be"):
+        cluster.cluster(x, 2, seed=seed)
+    with pytest.raises(ValueError, match="silhouette_score: seed must be"):
+        cluster.silhouette_score(x.flatten(1), torch.arange(20) % 2, seed=seed)
 
 
 def test_kmeans_as_good_as_scikit_learn(gen) -> None:

@@ -65,3 +65,23 @@ def test_node_errors_name_the_problem(registry, blobs) -> None:
         registry["LatentOpsCluster"]().execute(samples, 31, 10, "flat", 2, 0, 1)
     with pytest.raises(ValueError, match="differ"):
         registry["LatentOpsNearest"]().execute({"samples": torch.zeros(1, 16, 4, 4)}, samples, 1, "euclidean", False, "flat", 2)
+
+
+def test_seeds_are_never_folded_to_32_bits(registry, gen) -> None:
+    x = {"samples": torch.randn(60, 4, 2, 2, generator=gen)}  # no structure: k-means depends on its seed
+    run = registry["LatentOpsCluster"]().execute
+    small = run(x, 5, 10, "flat", 2, 3, 1)[0]["samples"]
+    assert torch.equal(small, run(x, 5, 10, "flat", 2, 3, 1)[0]["samples"])
+    assert not torch.equal(small, run(x, 5, 10, "flat", 2, 3 + 2**32, 1)[0]["samples"])  # seed % 2**32 would agree
+    proj, _ = registry["LatentOpsProject"]().execute(x, "pca", 2, "flat", 2, 2**64 - 1, 30.0)
+    images = torch.rand(60, 8, 8, 3, generator=gen)
+    draw = registry["LatentOpsMap"]().execute
+    (a,) = draw(proj, 6, 256, 7, images=images)
+    (b,) = draw(proj, 6, 256, 7 + 2**32, images=images)
+    assert not torch.equal(a, b)
+    for node in ("LatentOpsProject", "LatentOpsCluster", "LatentOpsMap"):
+        assert registry[node].INPUT_TYPES()["required"]["seed"][1]["max"] == 2**64 - 1
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\), got 18446744073709551616"):
+        run(x, 5, 10, "flat", 2, 2**64, 1)
+    with pytest.raises(ValueError, match="seed must be in"):
+        draw(proj, 6, 256, -1, images=images)

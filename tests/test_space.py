@@ -105,6 +105,33 @@ def test_tsne_separates_blobs_and_is_deterministic(gen) -> None:
     assert torch.equal(truth[d.argmin(1)], truth)
 
 
+def test_tsne_random_state_is_the_seed_below_2_32_and_never_folded(gen, monkeypatch) -> None:
+    manifold = pytest.importorskip("sklearn.manifold")
+    states = []
+
+    class Recorder:
+        def __init__(self, n_components: int, random_state: int, **_: object) -> None:
+            states.append(random_state)
+            self.dims = n_components
+
+        def fit_transform(self, x: np.ndarray) -> np.ndarray:
+            return np.zeros((len(x), self.dims))
+
+    monkeypatch.setattr(manifold, "TSNE", Recorder)
+    x = torch.randn(8, 2, 2, 2, generator=gen)
+    for seed in (0, 7, 2**32 - 1, 7 + 2**32, 2**64 - 1):
+        space.project(x, "tsne", seed=seed)
+    assert states[:3] == [0, 7, 2**32 - 1]  # what numpy/scikit-learn always got for these seeds
+    assert states[3] != 7 and all(0 <= s < 2**32 for s in states)  # not seed % 2**32
+    assert len(set(states)) == 5
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, True])
+def test_project_refuses_a_bad_seed(gen, seed: object) -> None:
+    with pytest.raises(ValueError, match="project: seed"):
+        space.project(torch.randn(8, 2, 2, 2, generator=gen), "pca", seed=seed)
+
+
 def test_missing_optional_packages_name_what_to_install(gen, monkeypatch) -> None:
     x = torch.randn(10, 4, 4, 4, generator=gen)
     monkeypatch.setitem(sys.modules, "sklearn.manifold", None)  # import now raises ImportError

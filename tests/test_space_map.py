@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from latent_ops import space
+from latent_ops import seeds, space
 from latent_ops.space import plot as space_map
 
 MAGENTA = torch.tensor([1.0, 0.0, 1.0])
@@ -67,6 +67,21 @@ def test_selected_thumbnails_do_not_overlap(gen) -> None:
     gap.fill_diagonal_(1e9)
     assert float(gap.min()) >= 0.9 * 30
     assert len(space_map.select_thumbnails(xy, 5, 30, seed=2)) == 5
+
+
+def test_thumbnail_order_is_the_seed_s_generator(gen) -> None:
+    # points far apart never clash, so the first max_thumbnails of the seeded order are kept
+    xy = torch.arange(40, dtype=torch.float64).repeat(2, 1).T * 100
+    for seed in (0, 9, 2**32 - 1, 9 + 2**32, 2**64 - 1):
+        torch_seed = seed if seed < 2**32 else seeds.seed32(seed)  # torch keeps 32 bits of a seed
+        order = torch.randperm(40, generator=torch.Generator().manual_seed(torch_seed))
+        assert space_map.select_thumbnails(xy, 6, 10, seed=seed).tolist() == sorted(order[:6].tolist())
+    a = space_map.select_thumbnails(xy, 6, 10, seed=9)
+    assert not torch.equal(a, space_map.select_thumbnails(xy, 6, 10, seed=9 + 2**32))
+    with pytest.raises(ValueError, match="select_thumbnails: seed must be in"):
+        space_map.select_thumbnails(xy, 6, 10, seed=2**64)
+    with pytest.raises(ValueError, match="select_thumbnails: seed must be in"):
+        space_map.map_image(xy, images=_solid(40, MAGENTA), seed=-1)
 
 
 def test_labels_colour_dots_and_legend(gen) -> None:

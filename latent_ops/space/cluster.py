@@ -6,7 +6,8 @@ restarts); :func:`cluster` applies it to a latent batch and returns the centroid
 ``[k, C, H, W]``, ready to decode ("the average cat"). When ``k`` is not given it is chosen by the
 best :func:`silhouette_score`.
 
-All randomness comes from one explicit CPU ``torch.Generator`` seeded from ``seed``.
+All randomness comes from one explicit CPU ``torch.Generator`` made from ``seed`` (any seed in
+``[0, 2**64)``) by :func:`latent_ops.seeds.cpu_generator`.
 Distances are computed in row blocks of ``chunk`` points, so memory stays ``O(chunk * k)``
 (``O(chunk * N)`` for the silhouette) instead of ``O(N * k * D)``.
 """
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .. import progress
+from ..seeds import check_seed, cpu_generator
 from .project import FeatureKind, check_latents, features
 
 
@@ -137,7 +139,7 @@ def kmeans(x: Tensor, k: int, *, seed: int = 0, n_init: int = 4, max_iter: int =
     Args:
         x: ``(N, D)`` features, any float dtype and device (computed in float32 there).
         k: number of clusters, ``1..N``.
-        seed: seeds one CPU ``torch.Generator`` shared by all restarts.
+        seed: in ``[0, 2**64)``; seeds one CPU ``torch.Generator`` shared by all restarts.
         n_init: restarts (``>= 1``); max_iter: Lloyd iterations per restart (``>= 1``).
         tol: relative convergence tolerance (``>= 0``).
         chunk: rows per distance block.
@@ -149,8 +151,9 @@ def kmeans(x: Tensor, k: int, *, seed: int = 0, n_init: int = 4, max_iter: int =
         ``x``'s original (uncentred) coordinates, float32.
 
     Raises:
-        ValueError: for a non-2-D or non-finite ``x``, ``k`` outside ``1..N``, or bad settings.
+        ValueError: for a non-2-D or non-finite ``x``, ``k`` outside ``1..N``, a bad seed or bad settings.
     """
+    seed = check_seed(seed, "kmeans: seed")
     _check_matrix(x, "kmeans")
     n = x.shape[0]
     if not 1 <= int(k) <= n:
@@ -162,7 +165,7 @@ def kmeans(x: Tensor, k: int, *, seed: int = 0, n_init: int = 4, max_iter: int =
     mean = xf.mean(0)
     xc = xf - mean
     abs_tol = float(tol) * float(xc.var(0, unbiased=False).mean())
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = cpu_generator(seed)
     best: tuple[Tensor, Tensor, float, int] | None = None
     for run in range(n_init):
         init = kmeans_plus_plus(xc, int(k), gen, chunk=chunk).to(xc.device)
@@ -185,20 +188,22 @@ def silhouette_score(x: Tensor, labels: Tensor, *, sample_size: int | None = 200
     Args:
         x: ``(N, D)`` features; labels: ``(N,)`` integer cluster ids.
         sample_size: subset size for large ``N``; ``None`` = always exact.
-        seed: seeds the subset choice; chunk: rows per distance block.
+        seed: in ``[0, 2**64)``, seeds the subset choice; chunk: rows per distance block.
 
     Returns:
         The mean silhouette in ``[-1, 1]``.
 
     Raises:
-        ValueError: for mismatched shapes or fewer than 2 / more than ``N − 1`` distinct labels.
+        ValueError: for mismatched shapes, fewer than 2 / more than ``N − 1`` distinct labels, or
+            a bad seed.
     """
+    seed = check_seed(seed, "silhouette_score: seed")
     _check_matrix(x, "silhouette_score")
     if labels.ndim != 1 or labels.shape[0] != x.shape[0]:
         raise ValueError(f"silhouette_score: labels {tuple(labels.shape)} must be (N,) for x {tuple(x.shape)}")
     xf, lab = x.detach().float(), labels.to(x.device).long()
     if sample_size is not None and x.shape[0] > sample_size:
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = cpu_generator(seed)
         pick = torch.randperm(x.shape[0], generator=gen)[:sample_size].to(x.device)
         xf, lab = xf[pick], lab[pick]
     xf = xf - xf.mean(0)  # centred: better float32 accuracy of the distance expansion
@@ -273,7 +278,7 @@ def cluster(latents: Tensor, k: int | None = None, *, k_min: int = 2, k_max: int
             the best silhouette (ties go to the smaller ``k``).
         k_min, k_max: range for the automatic choice (``2 <= k_min <= k_max``).
         feature, pool: see :func:`latent_ops.space.features`.
-        seed: seeds k-means++ and the silhouette subset.
+        seed: in ``[0, 2**64)``; seeds k-means++ and the silhouette subset (checked by :func:`kmeans`).
         n_init: k-means restarts; silhouette_sample: see :func:`silhouette_score`.
         callback: ``callback(done, total)`` over all k-means fits.
 

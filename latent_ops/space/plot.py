@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from ..media.images import load_font, to_pil
+from ..seeds import check_seed, cpu_generator
 from .project import Projection
 
 Decode = Callable[[Tensor], Tensor]
@@ -47,14 +48,18 @@ def select_thumbnails(xy: Tensor, max_thumbnails: int, thumb: int, *, seed: int 
     Args:
         xy: ``(N, 2)`` pixel positions; thumb: thumbnail side in pixels (``>= 1``).
         max_thumbnails: upper bound on the result size (``>= 0``).
-        seed: seeds the visiting order (CPU ``torch.Generator``).
+        seed: in ``[0, 2**64)``, seeds the visiting order (CPU ``torch.Generator``).
 
     Returns:
         ``(m,)`` long indices, sorted ascending, ``m <= max_thumbnails``.
+
+    Raises:
+        ValueError: for a seed that is not an integer in ``[0, 2**64)``.
     """
+    seed = check_seed(seed, "select_thumbnails: seed")
     if max_thumbnails <= 0 or xy.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long)
-    order = torch.randperm(xy.shape[0], generator=torch.Generator().manual_seed(int(seed))).tolist()
+    order = torch.randperm(xy.shape[0], generator=cpu_generator(seed)).tolist()
     pts = xy.tolist()
     min_gap = 0.9 * thumb
     grid: dict[tuple[int, int], list[tuple[float, float]]] = {}
@@ -120,7 +125,7 @@ def map_image(coords: Tensor, *, images: Tensor | None = None, decode: Decode | 
         max_thumbnails: at most this many thumbnails (0 = dots only).
         size: side of the square canvas in pixels (128..8192).
         thumb_size: thumbnail side in pixels; default from ``size`` and ``max_thumbnails``.
-        seed: seeds the thumbnail subset.
+        seed: in ``[0, 2**64)``, seeds the thumbnail subset (see :func:`select_thumbnails`).
         axis_labels: x and y axis names; title: optional caption.
 
     Returns:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..seeds import check_seed, seed32
 from .pca import PCA, fit_pca
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,8 @@ def project(latents: Tensor, method: Method = "pca", dims: int = 2, *, feature: 
         dims: 2 or 3.
         feature: see :func:`features`.
         pool: pooling factor for ``feature="pooled"``.
-        seed: random state of t-SNE/UMAP (PCA needs none).
+        seed: random state of t-SNE/UMAP in ``[0, 2**64)`` (PCA needs none); those take 32-bit
+            seeds, so they get :func:`latent_ops.seeds.seed32` of it (the seed itself below 2**32).
         perplexity: t-SNE perplexity, capped at ``(N - 1) / 3`` for small batches.
         tsne_iter: t-SNE optimisation steps (scikit-learn's ``max_iter``, at least 250).
         n_neighbors: UMAP neighbourhood size, capped at ``N - 1``.
@@ -163,14 +165,15 @@ def project(latents: Tensor, method: Method = "pca", dims: int = 2, *, feature: 
         A :class:`Projection` with ``coords [N, dims]`` on the CPU.
 
     Raises:
-        ValueError: for bad latents, ``dims`` not 2/3, an unknown method, or fewer than
-            ``dims + 1`` latents (``4`` for t-SNE/UMAP).
+        ValueError: for bad latents, ``dims`` not 2/3, an unknown method, a bad seed, or fewer
+            than ``dims + 1`` latents (``4`` for t-SNE/UMAP).
         ImportError: for t-SNE without scikit-learn or UMAP without umap-learn, naming the package.
     """
     if method not in METHODS:
         raise ValueError(f"project: method must be one of {METHODS}, got {method!r}")
     if dims not in (2, 3):
         raise ValueError(f"project: dims must be 2 or 3, got {dims}")
+    state = seed32(check_seed(seed, "project: seed"))
     need = dims + 1 if method == "pca" else max(dims + 1, 4)
     check_latents(latents, "project", min_items=need)
     x = features(latents, feature, pool).detach().cpu()
@@ -184,11 +187,11 @@ def project(latents: Tensor, method: Method = "pca", dims: int = 2, *, feature: 
     if method == "tsne":
         manifold = _optional("sklearn.manifold", "tsne", "scikit-learn")
         perp = float(min(perplexity, (n - 1) / 3.0))
-        tsne = manifold.TSNE(n_components=dims, perplexity=perp, init="pca", random_state=int(seed), method="barnes_hut", max_iter=int(tsne_iter))
+        tsne = manifold.TSNE(n_components=dims, perplexity=perp, init="pca", random_state=state, method="barnes_hut", max_iter=int(tsne_iter))
         coords = tsne.fit_transform(xr)
     else:
         umap = _optional("umap", "umap", "umap-learn")
-        reducer = umap.UMAP(n_components=dims, n_neighbors=int(min(n_neighbors, n - 1)), random_state=int(seed))
+        reducer = umap.UMAP(n_components=dims, n_neighbors=int(min(n_neighbors, n - 1)), random_state=state)
         coords = reducer.fit_transform(xr)
     logger.debug("project: %s of %d points to %d-D", method, n, dims)
     return Projection(torch.as_tensor(coords, dtype=torch.float32), method, feature)
