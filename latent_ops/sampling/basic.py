@@ -10,19 +10,23 @@ global RNG anywhere).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
 
-from .denoisers import Denoiser
+from .denoisers import Denoiser, DiscreteSampling, NoiseScaling
 
 Callback = Callable[[dict], None]
 """``callback({"x", "i", "sigma", "sigma_hat", "denoised"})`` once per step."""
 NoiseSampler = Callable[[Tensor, Tensor], Tensor]
 """``noise_sampler(sigma, sigma_next) -> unit Gaussian noise shaped like x``."""
-NoiseScaling = Callable[[Tensor, Tensor, Tensor], Tensor]
-"""``noise_scaling(sigma, noise, x0) -> noised latent`` (the model's forward process)."""
+
+__all__ = [
+    "Callback", "NoiseSampler", "NoiseScaling", "ancestral_steps", "check_sigmas", "denoise_step", "get_ancestral_step",
+    "model_at", "report_step", "sample_ddim", "sample_dpm_2", "sample_euler", "sample_heun", "sample_lcm",
+    "sample_lms", "sigma_steps", "to_d",
+]
 
 
 def to_d(x: Tensor, sigma: Tensor, denoised: Tensor) -> Tensor:
@@ -48,23 +52,42 @@ def check_sigmas(x: Tensor, sigmas: Tensor, name: str) -> None:
         raise ValueError(f"{name}: x must be batched [B, ...], got shape {tuple(x.shape)}")
 
 
-def _ones(x: Tensor) -> Tensor:
-    return x.new_ones([x.shape[0]])
+def sigma_steps(x: Tensor, sigmas: Tensor, name: str) -> range:
+    """The step indices ``0 .. len(sigmas) - 2`` of sampler ``name``, after :func:`check_sigmas`."""
+    check_sigmas(x, sigmas, name)
+    return range(len(sigmas) - 1)
 
 
-def _cb(callback: Callback | None, x: Tensor, i: int, sigma: Tensor, sigma_hat: Tensor, denoised: Tensor) -> None:
+def ancestral_steps(x: Tensor, sigmas: Tensor, name: str, eta: float) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """:func:`sigma_steps` with each step's ancestral split: ``(i, sigma_down, sigma_up)``."""
+    for i in sigma_steps(x, sigmas, name):
+        down, up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        yield i, down, up
+
+
+def model_at(model: Denoiser, x: Tensor, sigma: Tensor) -> Tensor:
+    """``model(x [B,...], sigma * ones[B])``: x0 at the scalar ``sigma`` (sigma row in ``x``'s dtype)."""
+    return model(x, sigma * x.new_ones([x.shape[0]]))
+
+
+def report_step(callback: Callback | None, x: Tensor, i: int, sigma: Tensor, denoised: Tensor) -> None:
+    """Send k-diffusion's step dict to ``callback`` (``sigma_hat == sigma``: no churn here)."""
     if callback is not None:
-        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
+        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+
+
+def denoise_step(model: Denoiser, x: Tensor, sigmas: Tensor, i: int, callback: Callback | None) -> Tensor:
+    """The first model call of step ``i``: x0 at ``sigmas[i]``, reported to ``callback``."""
+    denoised = model_at(model, x, sigmas[i])
+    report_step(callback, x, i, sigmas[i], denoised)
+    return denoised
 
 
 @torch.no_grad()
 def sample_euler(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None) -> Tensor:
     """Euler steps on the probability-flow ODE (Karras et al. 2022, Algorithm 2, no churn)."""
-    check_sigmas(x, sigmas, "sample_euler")
-    s_in = _ones(x)
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
+    for i in sigma_steps(x, sigmas, "sample_euler"):
+        denoised = denoise_step(model, x, sigmas, i, callback)
         x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
     return x
 
@@ -72,38 +95,35 @@ def sample_euler(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callba
 @torch.no_grad()
 def sample_heun(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None) -> Tensor:
     """Heun's second-order method (Karras et al. 2022, Algorithm 2); last step to 0 is Euler."""
-    check_sigmas(x, sigmas, "sample_heun")
-    s_in = _ones(x)
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        d = to_d(x, sigmas[i], denoised)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
+    for i in sigma_steps(x, sigmas, "sample_heun"):
+        d = to_d(x, sigmas[i], denoise_step(model, x, sigmas, i, callback))
         dt = sigmas[i + 1] - sigmas[i]
         if sigmas[i + 1] == 0:
             x = x + d * dt
         else:
             x_2 = x + d * dt
-            d_2 = to_d(x_2, sigmas[i + 1], model(x_2, sigmas[i + 1] * s_in))
+            d_2 = to_d(x_2, sigmas[i + 1], model_at(model, x_2, sigmas[i + 1]))
             x = x + (d + d_2) / 2 * dt
     return x
+
+
+def dpm_2_step(model: Denoiser, x: Tensor, d: Tensor, sigma: Tensor, sigma_to: Tensor) -> Tensor:
+    """One DPM-Solver-2 step from ``sigma`` to ``sigma_to`` given the derivative ``d`` at ``sigma``:
+    Euler when ``sigma_to == 0``, else the midpoint in log sigma."""
+    if sigma_to == 0:
+        return x + d * (sigma_to - sigma)
+    sigma_mid = sigma.log().lerp(sigma_to.log(), 0.5).exp()
+    x_2 = x + d * (sigma_mid - sigma)
+    d_2 = to_d(x_2, sigma_mid, model_at(model, x_2, sigma_mid))
+    return x + d_2 * (sigma_to - sigma)
 
 
 @torch.no_grad()
 def sample_dpm_2(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None) -> Tensor:
     """DPM-Solver-2-style midpoint steps in log sigma (k-diffusion ``sample_dpm_2``)."""
-    check_sigmas(x, sigmas, "sample_dpm_2")
-    s_in = _ones(x)
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        d = to_d(x, sigmas[i], denoised)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
-        if sigmas[i + 1] == 0:
-            x = x + d * (sigmas[i + 1] - sigmas[i])
-        else:
-            sigma_mid = sigmas[i].log().lerp(sigmas[i + 1].log(), 0.5).exp()
-            x_2 = x + d * (sigma_mid - sigmas[i])
-            d_2 = to_d(x_2, sigma_mid, model(x_2, sigma_mid * s_in))
-            x = x + d_2 * (sigmas[i + 1] - sigmas[i])
+    for i in sigma_steps(x, sigmas, "sample_dpm_2"):
+        d = to_d(x, sigmas[i], denoise_step(model, x, sigmas, i, callback))
+        x = dpm_2_step(model, x, d, sigmas[i], sigmas[i + 1])
     return x
 
 
@@ -145,16 +165,12 @@ def _lms_rule(order: int) -> None:
 def sample_lms(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
                order: int = 4) -> Tensor:
     """Linear multistep (Adams-Bashforth in sigma) of up to ``order`` previous derivatives."""
-    check_sigmas(x, sigmas, "sample_lms")
-    s_in = _ones(x)
     t = sigmas.detach().cpu().double().tolist()
     ds: list[Tensor] = []
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        ds.append(to_d(x, sigmas[i], denoised))
+    for i in sigma_steps(x, sigmas, "sample_lms"):
+        ds.append(to_d(x, sigmas[i], denoise_step(model, x, sigmas, i, callback)))
         if len(ds) > order:
             ds.pop(0)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
         cur = min(i + 1, order)
         _lms_rule(cur)
         coeffs = [_lms_coeff(cur, t, i, j) for j in range(cur)]
@@ -162,24 +178,16 @@ def sample_lms(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback
     return x
 
 
-def _eps_noise_scaling(sigma: Tensor, noise: Tensor, x0: Tensor) -> Tensor:
-    return x0 + noise * sigma
-
-
 @torch.no_grad()
 def sample_lcm(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
-               noise_sampler: NoiseSampler, noise_scaling: NoiseScaling = _eps_noise_scaling) -> Tensor:
+               noise_sampler: NoiseSampler, noise_scaling: NoiseScaling = DiscreteSampling.noise_scaling) -> Tensor:
     """Latent-consistency sampling (ComfyUI ``sample_lcm``): x0 then fresh noise at the next sigma.
 
-    ``noise_scaling`` is the model's forward process (``x0 + sigma n`` for eps/v, the flow blend for
-    flow models).
+    ``noise_scaling`` is the model's forward process (default eps/v's ``x0 + sigma n``; pass
+    ``FlowSampling.noise_scaling`` for flow models, as :func:`~latent_ops.sampling.run_sampler` does).
     """
-    check_sigmas(x, sigmas, "sample_lcm")
-    s_in = _ones(x)
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
-        x = denoised
+    for i in sigma_steps(x, sigmas, "sample_lcm"):
+        x = denoise_step(model, x, sigmas, i, callback)
         if sigmas[i + 1] > 0:
             x = noise_scaling(sigmas[i + 1], noise_sampler(sigmas[i], sigmas[i + 1]), x)
     return x

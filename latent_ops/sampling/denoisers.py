@@ -22,6 +22,9 @@ Backbone = Callable[..., Tensor]
 """``backbone(x_in [B,C,H,W], timestep [B], cond [B,T,D] | None, **extra) -> raw model output``."""
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 """``denoiser(x [B,C,H,W], sigma [B]) -> x0 [B,C,H,W]``, model space."""
+NoiseScaling = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""``noise_scaling(sigma, noise, x0) -> noised latent``: a model's forward process (its sampling's
+:meth:`~DiscreteSampling.noise_scaling`)."""
 
 
 def _bcast(sigma: Tensor, like: Tensor) -> Tensor:
@@ -30,12 +33,17 @@ def _bcast(sigma: Tensor, like: Tensor) -> Tensor:
     return sigma.reshape(sigma.shape[:1] + (1,) * (like.ndim - 1)) if sigma.ndim else sigma
 
 
+BETA_SCHEDULES = ("scaled_linear", "linear", "squaredcos_cap_v2")
+"""The beta schedules :func:`betas_for` builds (diffusers' ``beta_schedule`` names)."""
+
+
 def betas_for(schedule: str, timesteps: int = 1000, linear_start: float = 0.00085,
               linear_end: float = 0.012) -> Tensor:
-    """Training betas ``[timesteps]`` float64.
+    """Training betas ``[timesteps]`` float64: the one place the library builds a beta schedule.
 
     ``"scaled_linear"`` (LDM's ``"linear"``, SD1/SD2/SDXL): ``linspace(sqrt(start), sqrt(end))**2``;
-    ``"linear"``: ``linspace(start, end)``; ``"squaredcos_cap_v2"``: the cosine schedule.
+    ``"linear"``: ``linspace(start, end)``; ``"squaredcos_cap_v2"``: the cosine schedule (ignores
+    ``linear_start``/``linear_end``). Raises: ValueError for any other name.
     """
     if schedule == "scaled_linear":
         return torch.linspace(linear_start**0.5, linear_end**0.5, timesteps, dtype=torch.float64) ** 2
@@ -46,10 +54,28 @@ def betas_for(schedule: str, timesteps: int = 1000, linear_start: float = 0.0008
             return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
         b = [min(1 - abar((i + 1) / timesteps) / abar(i / timesteps), 0.999) for i in range(timesteps)]
         return torch.tensor(b, dtype=torch.float64)
-    raise ValueError(f"betas_for: unknown beta schedule {schedule!r}")
+    raise ValueError(f"betas_for: unknown beta schedule {schedule!r} "
+                     f"(beta_schedule must be one of {list(BETA_SCHEDULES)})")
 
 
-class DiscreteSampling:
+class _SigmaTable:
+    """What both model samplings share: an ascending sigma table ``sigmas [N]`` and its ends."""
+
+    sigmas: Tensor
+    log_sigmas: Tensor
+
+    @property
+    def sigma_min(self) -> Tensor:
+        """The table's smallest sigma (0-d)."""
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> Tensor:
+        """The table's largest sigma (0-d)."""
+        return self.sigmas[-1]
+
+
+class DiscreteSampling(_SigmaTable):
     """Sampling maths of a discrete-time eps- or v-prediction model (ComfyUI ``ModelSamplingDiscrete``).
 
     Attributes: sigmas ``[N]`` float32 ascending (``sqrt((1 - abar) / abar)``), log_sigmas,
@@ -77,14 +103,6 @@ class DiscreteSampling:
         """Build from a named beta schedule (SD defaults: scaled_linear 0.00085..0.012, 1000 steps)."""
         betas = betas_for(schedule, timesteps, linear_start, linear_end)
         return cls(torch.cumprod(1.0 - betas, dim=0), prediction, continuous=continuous)
-
-    @property
-    def sigma_min(self) -> Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> Tensor:
-        return self.sigmas[-1]
 
     def timestep(self, sigma: Tensor) -> Tensor:
         """Sigma (any shape) -> model timestep: nearest table index (ComfyUI), or interpolated."""
@@ -117,8 +135,13 @@ class DiscreteSampling:
         sd2 = self.sigma_data**2
         return x * sd2 / (s**2 + sd2) - out * s * self.sigma_data / (s**2 + sd2) ** 0.5
 
-    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor, max_denoise: bool = False) -> Tensor:
-        """Noised latent ``latent + sigma noise`` (``sqrt(1 + sigma^2)`` at max denoise, as ComfyUI)."""
+    @staticmethod
+    def noise_scaling(sigma: Tensor, noise: Tensor, latent: Tensor, max_denoise: bool = False) -> Tensor:
+        """Noised latent ``latent + sigma noise`` (``sqrt(1 + sigma^2)`` at max denoise, as ComfyUI).
+
+        ``sigma``: scalar or ``[B]``; ``noise``, ``latent``: ``[B, ...]``. The forward process of every
+        eps/v model, so a staticmethod: ``DiscreteSampling.noise_scaling`` needs no sigma table.
+        """
         s = _bcast(sigma, noise)
         return latent + noise * ((1.0 + s**2) ** 0.5 if max_denoise else s)
 
@@ -132,7 +155,7 @@ def time_snr_shift(shift: float, t: Tensor) -> Tensor:
     return t if shift == 1.0 else shift * t / (1 + (shift - 1) * t)
 
 
-class FlowSampling:
+class FlowSampling(_SigmaTable):
     """Rectified-flow (velocity) models: ``x = (1 - sigma) x0 + sigma n``, output ``v = n - x0``.
 
     ComfyUI's ``ModelSamplingDiscreteFlow`` + ``CONST``: a table of ``timesteps`` shifted sigmas in
@@ -149,14 +172,6 @@ class FlowSampling:
         self.sigmas = self.sigma(ts)
         self.log_sigmas = self.sigmas.log()
 
-    @property
-    def sigma_min(self) -> Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> Tensor:
-        return self.sigmas[-1]
-
     def timestep(self, sigma: Tensor) -> Tensor:
         return torch.as_tensor(sigma, dtype=torch.float32) * self.multiplier
 
@@ -169,7 +184,9 @@ class FlowSampling:
     def calculate_denoised(self, sigma: Tensor, model_output: Tensor, x: Tensor) -> Tensor:
         return x - model_output.to(x.dtype) * _bcast(sigma, x)
 
-    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor, max_denoise: bool = False) -> Tensor:
+    @staticmethod
+    def noise_scaling(sigma: Tensor, noise: Tensor, latent: Tensor, max_denoise: bool = False) -> Tensor:
+        """Noised latent ``sigma noise + (1 - sigma) latent`` (``max_denoise`` changes nothing for flow)."""
         s = _bcast(sigma, noise)
         return s * noise + (1.0 - s) * latent
 
@@ -222,7 +239,7 @@ def cfg_denoiser(batched: CondFn, cfg: float) -> Denoiser:
 
 
 def inpaint_denoiser(denoiser: Denoiser, latent: Tensor, noise: Tensor, mask: Tensor,
-                     noise_scaling: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Denoiser:
+                     noise_scaling: NoiseScaling) -> Denoiser:
     """ComfyUI ``KSamplerX0Inpaint``: keep ``mask == 0`` regions at the noised original each step.
 
     Args: latent: model-space original ``[B,C,H,W]``. noise: the noise for the kept region.

@@ -5,19 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .basic import Callback, _cb, _ones, check_sigmas
+from .basic import Callback, check_sigmas, denoise_step, model_at, report_step, sigma_steps
 from .denoisers import Denoiser
 
 
 @torch.no_grad()
 def sample_dpmpp_2m(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None) -> Tensor:
     """DPM-Solver++(2M): second-order multistep exponential integrator in log sigma."""
-    check_sigmas(x, sigmas, "sample_dpmpp_2m")
-    s_in = _ones(x)
     old_denoised: Tensor | None = None
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
+    for i in sigma_steps(x, sigmas, "sample_dpmpp_2m"):
+        denoised = denoise_step(model, x, sigmas, i, callback)
         t, t_next = -sigmas[i].log(), -sigmas[i + 1].log()
         h = t_next - t
         if old_denoised is None or sigmas[i + 1] == 0:
@@ -103,10 +100,9 @@ def sample_uni_pc(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callb
     ts = sigmas.clone()
     if ts[-1] == 0:
         ts[-1] = 0.001
-    s_in = _ones(x)
 
     def model_fn(x_vp: Tensor, t: Tensor) -> Tensor:
-        return model(x_vp * torch.sqrt(1.0 + t * t), t * s_in)
+        return model_at(model, x_vp * torch.sqrt(1.0 + t * t), t)
 
     steps = len(ts) - 1
     order = min(3, steps - 1)
@@ -128,7 +124,7 @@ def sample_uni_pc(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callb
                 prev_x0, prev_t = prev_x0[1:] + prev_x0[-1:], prev_t[1:] + [ts[step]]
                 if step < steps:
                     prev_x0[-1] = x0 if x0 is not None else model_fn(x, ts[step])
-        _cb(callback, x, idx, sigmas[idx], sigmas[idx], prev_x0[-1])
+        report_step(callback, x, idx, sigmas[idx], prev_x0[-1])
     return x / torch.exp(_vp_log_alpha(ts[-1]))
 
 

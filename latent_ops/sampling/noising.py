@@ -1,6 +1,7 @@
 """Model-aware noise at a sigma: ComfyUI ``AddNoise`` / ``model_sampling.noise_scaling``.
 
-Noise is added in *model space*: ``x_m = process_in(latent)``, then
+Noise is added in *model space*: ``x_m = process_in(latent)``, then by the model sampling's own
+``noise_scaling`` (:mod:`latent_ops.sampling.denoisers`, the one implementation the sampler uses too):
 
 * eps and v models (variance-exploding k-diffusion sigmas): ``x_m + sigma * noise``;
 * flow models (rectified flow, SD3/Flux, sigma in [0, 1]): ``sigma * noise + (1 - sigma) * x_m``;
@@ -14,13 +15,15 @@ for an all-zero latent (an "empty latent" is already model-space zero), ``proces
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import torch
 from torch import Tensor
 
-PREDICTIONS = ("eps", "v", "flow")
-"""Prediction types :func:`add_noise` understands."""
+from .denoisers import DiscreteSampling, FlowSampling, Prediction
+
+PREDICTIONS: tuple[str, ...] = get_args(Prediction)
+"""Prediction types :func:`add_noise` understands (``"eps"``, ``"v"``, ``"flow"``)."""
 
 
 class LatentSpace(Protocol):
@@ -96,11 +99,8 @@ def add_noise(
     n = noise.to(device=latent.device, dtype=work)
     if latent_format is not None and torch.count_nonzero(x) > 0:
         x = latent_format.process_in(x)
-    if prediction == "flow":
-        out = s * n + (1.0 - s) * x
-    else:
-        scale = torch.sqrt(1.0 + s * s) if max_denoise else s
-        out = x + n * scale
+    noise_scaling = FlowSampling.noise_scaling if prediction == "flow" else DiscreteSampling.noise_scaling
+    out = noise_scaling(s.flatten(), n, x, max_denoise)
     if latent_format is not None:
         out = latent_format.process_out(out)
     return out.to(latent.dtype)

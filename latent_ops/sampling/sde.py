@@ -10,7 +10,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .basic import Callback, NoiseSampler, _cb, _ones, check_sigmas, get_ancestral_step, to_d
+from .basic import (
+    Callback,
+    NoiseSampler,
+    ancestral_steps,
+    denoise_step,
+    dpm_2_step,
+    get_ancestral_step,
+    model_at,
+    sigma_steps,
+    to_d,
+)
 from .denoisers import Denoiser
 
 
@@ -18,23 +28,35 @@ def _t(sigma: Tensor) -> Tensor:
     return sigma.log().neg()
 
 
+def log_step(sigma: Tensor, sigma_next: Tensor) -> Tensor:
+    """Step size ``h = t_next - t`` in ``t = -log sigma`` (the exponential integrators' variable)."""
+    return _t(sigma_next) - _t(sigma)
+
+
 def _sigma(t: Tensor) -> Tensor:
     return t.neg().exp()
+
+
+def _add_noise(x: Tensor, noise_sampler: NoiseSampler, sigma: Tensor, sigma_next: Tensor, s_noise: float,
+               amount: Tensor) -> Tensor:
+    """``x + noise_sampler(sigma, sigma_next) * s_noise * amount``: the fresh noise of one step."""
+    return x + noise_sampler(sigma, sigma_next) * s_noise * amount
+
+
+def _sde_noise(x: Tensor, noise_sampler: NoiseSampler, sigma: Tensor, sigma_next: Tensor, s_noise: float,
+               decay: Tensor) -> Tensor:
+    """``x + n sigma_next sqrt(1 - exp(decay)) s_noise``: a multistep SDE step's noise (``decay = -2 eta h``)."""
+    return x + noise_sampler(sigma, sigma_next) * sigma_next * decay.expm1().neg().sqrt() * s_noise
 
 
 @torch.no_grad()
 def sample_euler_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                            callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
     """Euler steps down to ``sigma_down``, then fresh noise of size ``sigma_up``."""
-    check_sigmas(x, sigmas, "sample_euler_ancestral")
-    s_in = _ones(x)
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        down, up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
-        x = x + to_d(x, sigmas[i], denoised) * (down - sigmas[i])
+    for i, down, up in ancestral_steps(x, sigmas, "sample_euler_ancestral", eta):
+        x = x + to_d(x, sigmas[i], denoise_step(model, x, sigmas, i, callback)) * (down - sigmas[i])
         if sigmas[i + 1] > 0:
-            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * up
+            x = _add_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, up)
     return x
 
 
@@ -42,11 +64,8 @@ def sample_euler_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_
 def sample_euler_ancestral_rf(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                               callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
     """Euler ancestral for rectified-flow models (ComfyUI ``sample_euler_ancestral_RF``), sigmas in [0, 1]."""
-    check_sigmas(x, sigmas, "sample_euler_ancestral_rf")
-    s_in = _ones(x)
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
+    for i in sigma_steps(x, sigmas, "sample_euler_ancestral_rf"):
+        denoised = denoise_step(model, x, sigmas, i, callback)
         if sigmas[i + 1] == 0:
             x = denoised
             continue
@@ -56,7 +75,7 @@ def sample_euler_ancestral_rf(model: Denoiser, x: Tensor, sigmas: Tensor, *, noi
         ratio = down / sigmas[i]
         x = ratio * x + (1 - ratio) * denoised
         if eta > 0:
-            x = (alpha_next / alpha_down) * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+            x = _add_noise((alpha_next / alpha_down) * x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, renoise)
     return x
 
 
@@ -64,21 +83,11 @@ def sample_euler_ancestral_rf(model: Denoiser, x: Tensor, sigmas: Tensor, *, noi
 def sample_dpm_2_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                            callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
     """DPM-Solver-2 midpoint steps to ``sigma_down`` plus ancestral noise."""
-    check_sigmas(x, sigmas, "sample_dpm_2_ancestral")
-    s_in = _ones(x)
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        down, up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
-        d = to_d(x, sigmas[i], denoised)
-        if down == 0:
-            x = x + d * (down - sigmas[i])
-        else:
-            sigma_mid = sigmas[i].log().lerp(down.log(), 0.5).exp()
-            x_2 = x + d * (sigma_mid - sigmas[i])
-            d_2 = to_d(x_2, sigma_mid, model(x_2, sigma_mid * s_in))
-            x = x + d_2 * (down - sigmas[i])
-            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * up
+    for i, down, up in ancestral_steps(x, sigmas, "sample_dpm_2_ancestral", eta):
+        d = to_d(x, sigmas[i], denoise_step(model, x, sigmas, i, callback))
+        x = dpm_2_step(model, x, d, sigmas[i], down)
+        if down != 0:
+            x = _add_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, up)
     return x
 
 
@@ -86,12 +95,8 @@ def sample_dpm_2_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_
 def sample_dpmpp_2s_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                               callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
     """DPM-Solver++(2S) single-step second order to ``sigma_down``, plus ancestral noise."""
-    check_sigmas(x, sigmas, "sample_dpmpp_2s_ancestral")
-    s_in = _ones(x)
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        down, up = get_ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
+    for i, down, up in ancestral_steps(x, sigmas, "sample_dpmpp_2s_ancestral", eta):
+        denoised = denoise_step(model, x, sigmas, i, callback)
         if down == 0:
             x = x + to_d(x, sigmas[i], denoised) * (down - sigmas[i])
         else:
@@ -99,10 +104,10 @@ def sample_dpmpp_2s_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noi
             h = t_next - t
             s = t + h / 2
             x_2 = (_sigma(s) / _sigma(t)) * x - (-h / 2).expm1() * denoised
-            denoised_2 = model(x_2, _sigma(s) * s_in)
+            denoised_2 = model_at(model, x_2, _sigma(s))
             x = (_sigma(t_next) / _sigma(t)) * x - (-h).expm1() * denoised_2
         if sigmas[i + 1] > 0:
-            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * up
+            x = _add_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, up)
     return x
 
 
@@ -111,11 +116,8 @@ def sample_dpmpp_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sample
                      callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0,
                      r: float = 0.5) -> Tensor:
     """DPM-Solver++ (stochastic, two model calls per step; k-diffusion ``sample_dpmpp_sde``)."""
-    check_sigmas(x, sigmas, "sample_dpmpp_sde")
-    s_in = _ones(x)
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
+    for i in sigma_steps(x, sigmas, "sample_dpmpp_sde"):
+        denoised = denoise_step(model, x, sigmas, i, callback)
         if sigmas[i + 1] == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
             continue
@@ -126,13 +128,13 @@ def sample_dpmpp_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sample
         sd, su = get_ancestral_step(_sigma(t), _sigma(s), eta)
         s_ = _t(sd)
         x_2 = (_sigma(s_) / _sigma(t)) * x - (t - s_).expm1() * denoised
-        x_2 = x_2 + noise_sampler(_sigma(t), _sigma(s)) * s_noise * su
-        denoised_2 = model(x_2, _sigma(s) * s_in)
+        x_2 = _add_noise(x_2, noise_sampler, _sigma(t), _sigma(s), s_noise, su)
+        denoised_2 = model_at(model, x_2, _sigma(s))
         sd, su = get_ancestral_step(_sigma(t), _sigma(t_next), eta)
         t_next_ = _t(sd)
         denoised_d = (1 - fac) * denoised + fac * denoised_2
         x = (_sigma(t_next_) / _sigma(t)) * x - (t - t_next_).expm1() * denoised_d
-        x = x + noise_sampler(_sigma(t), _sigma(t_next)) * s_noise * su
+        x = _add_noise(x, noise_sampler, _sigma(t), _sigma(t_next), s_noise, su)
     return x
 
 
@@ -143,19 +145,12 @@ def sample_dpmpp_2m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sam
     """DPM-Solver++(2M) SDE (k-diffusion ``sample_dpmpp_2m_sde``), ``solver_type`` midpoint or heun."""
     if solver_type not in ("heun", "midpoint"):
         raise ValueError(f"sample_dpmpp_2m_sde: solver_type must be 'heun' or 'midpoint', got {solver_type!r}")
-    check_sigmas(x, sigmas, "sample_dpmpp_2m_sde")
-    s_in = _ones(x)
     old_denoised: Tensor | None = None
     h_last: Tensor | None = None
-    h: Tensor | None = None
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
-        if sigmas[i + 1] == 0:
-            x = denoised
-        else:
-            t, s = -sigmas[i].log(), -sigmas[i + 1].log()
-            h = s - t
+    for i in sigma_steps(x, sigmas, "sample_dpmpp_2m_sde"):
+        denoised = denoise_step(model, x, sigmas, i, callback)
+        if sigmas[i + 1] > 0:
+            h = log_step(sigmas[i], sigmas[i + 1])
             eta_h = eta * h
             x = sigmas[i + 1] / sigmas[i] * (-eta_h).exp() * x + (-h - eta_h).expm1().neg() * denoised
             if old_denoised is not None and h_last is not None:
@@ -166,10 +161,11 @@ def sample_dpmpp_2m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sam
                     coef = 0.5 * (-h - eta_h).expm1().neg()
                 x = x + coef * (1 / r) * (denoised - old_denoised)
             if eta:
-                noise = noise_sampler(sigmas[i], sigmas[i + 1])
-                x = x + noise * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() * s_noise
+                x = _sde_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, -2 * eta_h)
+            h_last = h
+        else:  # the last step lands on the model's x0
+            x = denoised
         old_denoised = denoised
-        h_last = h
     return x
 
 
@@ -177,21 +173,17 @@ def sample_dpmpp_2m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sam
 def sample_dpmpp_3m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                         callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
     """DPM-Solver++(3M) SDE (k-diffusion ``sample_dpmpp_3m_sde``)."""
-    check_sigmas(x, sigmas, "sample_dpmpp_3m_sde")
-    s_in = _ones(x)
     denoised_1: Tensor | None = None
     denoised_2: Tensor | None = None
     h: Tensor | None = None
     h_1: Tensor | None = None
     h_2: Tensor | None = None
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        _cb(callback, x, i, sigmas[i], sigmas[i], denoised)
+    for i in sigma_steps(x, sigmas, "sample_dpmpp_3m_sde"):
+        denoised = denoise_step(model, x, sigmas, i, callback)
         if sigmas[i + 1] == 0:
             x = denoised
         else:
-            t, s = -sigmas[i].log(), -sigmas[i + 1].log()
-            h = s - t
+            h = log_step(sigmas[i], sigmas[i + 1])
             h_eta = h * (eta + 1)
             x = torch.exp(-h_eta) * x + (-h_eta).expm1().neg() * denoised
             phi_2 = h_eta.neg().expm1() / h_eta + 1
@@ -206,8 +198,7 @@ def sample_dpmpp_3m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sam
             elif h_1 is not None and denoised_1 is not None:
                 x = x + phi_2 * (denoised - denoised_1) / (h_1 / h)
             if eta:
-                noise = noise_sampler(sigmas[i], sigmas[i + 1])
-                x = x + noise * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
+                x = _sde_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, -2 * h * eta)
         denoised_1, denoised_2 = denoised, denoised_1
         h_1, h_2 = h, h_1
     return x
