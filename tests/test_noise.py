@@ -24,47 +24,59 @@ def comfy_prepare_noise(shape: tuple, seed: int, noise_inds: list | None = None,
     return torch.cat([noises[i] for i in inverse], dim=0)
 
 
-def a1111_randn(seed: int, shape: tuple, source: str) -> torch.Tensor:
+# AUTOMATIC1111 written out from stable-diffusion-webui itself (modules/processing.py process_images:
+# all_seeds / all_subseeds; modules/rng.py: randn, slerp, ImageRNG.first), in float64 numpy, not from
+# latent_ops.noise.variation. Shapes are one image's (C, H, W).
+
+
+def a1111_randn(seed: int, shape: tuple, source: str) -> np.ndarray:
+    """rng.randn(seed, shape): a fresh stream per call (CPU: torch's CPU generator; NV: Philox)."""
     if source == "NV":
-        return PhiloxGenerator(seed).randn(shape)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        return PhiloxGenerator(seed).randn(shape).numpy()
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).numpy()
 
 
-def a1111_slerp(val, low, high):
-    low_norm = low / torch.norm(low, dim=1, keepdim=True)
-    high_norm = high / torch.norm(high, dim=1, keepdim=True)
-    dot = (low_norm * high_norm).sum(1)
-    if dot.mean() > 0.9995:
-        return low * val + high * (1 - val)
-    omega = torch.acos(dot)
-    so = torch.sin(omega)
-    return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
+def a1111_slerp(val: float, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """rng.slerp(val, low, high) on (C, H, W): torch.norm(dim=1) runs along H, so each (c, w)
+    column gets its own angle; a mean cosine above 0.9995 falls back to ``low*val + high*(1-val)``."""
+    lo, hi = low.astype(np.float64), high.astype(np.float64)
+    cos = ((lo / np.linalg.norm(lo, axis=1, keepdims=True)) * (hi / np.linalg.norm(hi, axis=1, keepdims=True))).sum(1)
+    if cos.mean() > 0.9995:
+        return lo * val + hi * (1 - val)
+    omega = np.arccos(cos)  # (C, W)
+    w_low, w_high = np.sin((1 - val) * omega) / np.sin(omega), np.sin(val * omega) / np.sin(omega)
+    return w_low[:, None, :] * lo + w_high[:, None, :] * hi
 
 
-def a1111_first(shape, seed, subseed, strength, batch, source, resize_hw=(0, 0)):
-    """A1111 processing.py seeds + rng.ImageRNG.first(), written out (shape = (C, h, w))."""
-    seeds = [seed + (i if strength == 0 else 0) for i in range(batch)]
+def a1111_span(big: int, small: int) -> tuple[slice, slice]:
+    """(source, destination) of ImageRNG.first's centred paste along one axis. Cropping keeps
+    ``small + 2 * d`` cells with ``d = (big - small) // 2`` floored, so an odd excess leaves the
+    last cell of the full-size noise uncovered (A1111's arithmetic, kept)."""
+    d = (big - small) // 2
+    if d >= 0:
+        return slice(0, small), slice(d, d + small)
+    return slice(-d, small + d), slice(0, small + 2 * d)
+
+
+def a1111_first(shape, seed, subseed, strength, batch, source, resize_hw=(0, 0)) -> torch.Tensor:
+    """process_images' seeds, then ImageRNG.first(); ``resize_hw`` in latent cells (A1111: pixels // 8)."""
+    seeds = [seed + (i if strength == 0 else 0) for i in range(batch)]  # the main seed stays put
     subseeds = [subseed + i for i in range(batch)]
+    c, h, w = shape
     rh, rw = resize_hw
-    noise_shape = shape if rh <= 0 or rw <= 0 else (shape[0], rh, rw)
-    xs = []
-    for i, s in enumerate(seeds):
-        subnoise = a1111_randn(subseeds[i], noise_shape, source) if strength != 0 else None
-        x = a1111_randn(s, noise_shape, source)
-        if subnoise is not None:
-            x = a1111_slerp(strength, x, subnoise)
-        if noise_shape != shape:
-            big = a1111_randn(s, shape, source)
-            dx = (shape[2] - noise_shape[2]) // 2
-            dy = (shape[1] - noise_shape[1]) // 2
-            w = noise_shape[2] if dx >= 0 else noise_shape[2] + 2 * dx
-            h = noise_shape[1] if dy >= 0 else noise_shape[1] + 2 * dy
-            tx, ty = max(dx, 0), max(dy, 0)
-            dx, dy = max(-dx, 0), max(-dy, 0)
-            big[:, ty : ty + h, tx : tx + w] = x[:, dy : dy + h, dx : dx + w]
-            x = big
-        xs.append(x)
-    return torch.stack(xs)
+    small = shape if rh <= 0 or rw <= 0 else (c, rh, rw)
+    images = []
+    for s, sub in zip(seeds, subseeds, strict=True):
+        x = a1111_randn(s, small, source).astype(np.float64)
+        if strength != 0:
+            x = a1111_slerp(strength, x, a1111_randn(sub, small, source))
+        if small != shape:  # paste centred into the full-size noise of the same seed, cropping
+            full = a1111_randn(s, shape, source).astype(np.float64)
+            (ys, yd), (xs, xd) = a1111_span(h, small[1]), a1111_span(w, small[2])
+            full[:, yd, xd] = x[:, ys, xs]
+            x = full
+        images.append(torch.from_numpy(x.astype(np.float32)))
+    return torch.stack(images)
 
 
 # ---------------------------------------------------------------- comfy
@@ -109,7 +121,8 @@ def test_comfy_pinned_values() -> None:
 
 @pytest.mark.parametrize(("convention", "source"), [("a1111", "CPU"), ("a1111_nv", "NV")])
 @pytest.mark.parametrize(
-    ("strength", "resize"), [(0.0, (0, 0)), (0.3, (0, 0)), (1.0, (0, 0)), (0.0, (6, 4)), (0.4, (4, 12))]
+    ("strength", "resize"),
+    [(0.0, (0, 0)), (0.3, (0, 0)), (1.0, (0, 0)), (0.0, (6, 4)), (0.4, (4, 12)), (0.0, (5, 11)), (0.3, (9, 3))],
 )
 def test_a1111_matches_reference(convention: str, source: str, strength: float, resize: tuple) -> None:
     shape = (4, 8, 8)
@@ -117,7 +130,20 @@ def test_a1111_matches_reference(convention: str, source: str, strength: float, 
     got = noise.make_noise(
         (3, *shape), 1000, convention=convention, subseed=77, subseed_strength=strength, resize_from=resize
     )
-    assert torch.equal(got, ref)
+    if strength == 0:
+        assert torch.equal(got, ref)  # no arithmetic: the same draws, pasted the same way
+    else:  # our float32 slerp against the float64 reference (exact bits: tests/test_noise_golden.py)
+        torch.testing.assert_close(got, ref, atol=2e-6, rtol=2e-6)
+
+
+def test_a1111_reference_paste_is_centred() -> None:
+    # the reference's paste checked by hand: 2 x 7 seed noise in a 4 x 4 latent sits in rows 1-2;
+    # its columns 2-4 cover columns 0-2 and column 3 keeps the full-size noise (A1111's odd crop)
+    got = a1111_first((1, 4, 4), 3, 0, 0.0, 1, "CPU", (2, 7))[0, 0]
+    small = torch.randn((1, 2, 7), generator=torch.Generator().manual_seed(3))[0]
+    full = torch.randn((1, 4, 4), generator=torch.Generator().manual_seed(3))[0]
+    assert torch.equal(got[1:3, :3], small[:, 2:5])
+    assert torch.equal(got[[0, 3]], full[[0, 3]]) and torch.equal(got[:, 3], full[:, 3])
 
 
 def test_a1111_cpu_image_equals_comfy_batch_one() -> None:
