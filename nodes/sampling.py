@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from ._library import checkpoints, diffusion, noise, schedules
+from ._library import checkpoints, diffusion, noise, schedules, seeds
 from ._library import samplers as sampling
 from .comfy_adapter import compute_device, model_folders, progress_callback
 
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 MODEL, CLIP = "LATENT_OPS_MODEL", "LATENT_OPS_CLIP"
 
-_SEED = ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+_SEED = ("INT", {"default": 0, "min": 0, "max": seeds.MAX_SEED, "control_after_generate": True,
                  "tooltip": "Seed of the initial noise and of the per-image step noise (image k uses seed + k)."})
 _STEPS = ("INT", {"default": 20, "min": 1, "max": 10000, "tooltip": "Number of denoising steps."})
 _CFG = ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
@@ -77,7 +76,8 @@ class LatentOpsSampler:
                 "seed": _SEED,
                 "steps": _STEPS,
                 "cfg": _CFG,
-                "sampler_name": (list(sampling.SAMPLER_NAMES), {"default": "euler", "tooltip": "Sampler (ComfyUI names)."}),
+                "sampler_name": (list(sampling.SAMPLERS.names()), {"default": "euler",
+                                 "tooltip": "Sampler (ComfyUI names)."}),
                 "scheduler": _SCHEDULER,
                 "positive": ("CONDITIONING", {"tooltip": "What to generate."}),
                 "negative": ("CONDITIONING", {"tooltip": "What to steer away from (the unconditional branch)."}),
@@ -85,7 +85,7 @@ class LatentOpsSampler:
                 "denoise": _DENOISE,
                 "noise_convention": (list(noise.CONVENTIONS), {"default": "comfy",
                                      "tooltip": "How seeds become noise: ComfyUI, A1111 CPU/NV, or diffusers."}),
-                "subseed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "tooltip": "Variation seed."}),
+                "subseed": ("INT", {"default": 0, "min": 0, "max": seeds.MAX_SEED, "tooltip": "Variation seed."}),
                 "subseed_strength": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                                "tooltip": "0 = seed only, 1 = the subseed's image (step noise too)."}),
             },
@@ -123,7 +123,7 @@ class LatentOpsUnsample:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        names = list(diffusion.INVERTIBLE_SAMPLERS)
+        names = list(sampling.SAMPLERS.names(invertible=True))
         return {"required": {
             "model": (MODEL, {"tooltip": "Model from LatentOpsCheckpointLoader."}),
             "positive": ("CONDITIONING", {"tooltip": "Conditioning used for the inversion."}),
@@ -140,8 +140,8 @@ class LatentOpsUnsample:
     def unsample(self, model: object, positive: list, negative: list, latent_image: dict, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, denoise: float) -> tuple:
         out = diffusion.unsample(model, latent_image, positive, negative, steps=steps, cfg=cfg,
-                                        sampler_name=sampler_name, scheduler=scheduler, denoise=denoise,
-                                        callback=progress_callback(steps))
+                                 sampler_name=sampler_name, scheduler=scheduler, denoise=denoise,
+                                 callback=progress_callback(steps))
         return (out,)
 
 

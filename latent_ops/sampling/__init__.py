@@ -1,6 +1,7 @@
 """Sampling in the k-diffusion style: samplers, schedules, model sampling, CFG and the sampling loop.
 
-- :mod:`.registry`: one record per sampler (the public names below come from there).
+- :mod:`.registry`: one :class:`SamplerRecord` per sampler in one table, :data:`SAMPLERS`, that
+  everything else reads (the name sets below are views of it).
 - :mod:`.basic`, :mod:`.multistep`, :mod:`.sde`: the sampler loops.
 - :mod:`.schedules`: ComfyUI's schedules as pure functions returning sigmas ending in 0.
 - :mod:`.denoisers`: model sampling (eps/v discrete, flow), CFG and inpainting denoisers.
@@ -8,6 +9,17 @@
 - :mod:`.diffusion`: :class:`DiffusionModel`, :func:`sample` and :func:`unsample`.
 """
 
-from .registry import SAMPLER_NAMES, SAMPLERS, STOCHASTIC_SAMPLERS, run_sampler, step_noise_sampler
+from .registry import (
+    SAMPLER_NAMES,
+    SAMPLERS,
+    STOCHASTIC_SAMPLERS,
+    SamplerRecord,
+    SamplerRegistry,
+    run_sampler,
+    step_noise_sampler,
+)
 
-__all__ = ["SAMPLERS", "SAMPLER_NAMES", "STOCHASTIC_SAMPLERS", "run_sampler", "step_noise_sampler"]
+__all__ = [
+    "SAMPLERS", "SAMPLER_NAMES", "STOCHASTIC_SAMPLERS", "SamplerRecord", "SamplerRegistry", "run_sampler",
+    "step_noise_sampler",
+]

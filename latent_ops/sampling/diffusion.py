@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from .. import progress
+from .. import progress, seeds
 from ..latent_format import LatentFormat
 from ..noise import conventions as noise_mod
 from . import registry as sampling
@@ -205,8 +205,7 @@ def sample(model: DiffusionModel, latent: dict, positive: Conditioning, negative
     Raises: ValueError on bad inputs; :class:`latent_ops.progress.Interrupted` from the callback.
     """
     samples = fix_empty_latent_channels(model, _check_latent(latent, "sample: latent_image"))
-    if sampler_name not in sampling.SAMPLERS:
-        raise ValueError(f"sample: unknown sampler_name {sampler_name!r}; known: {list(sampling.SAMPLER_NAMES)}")
+    record = sampling.SAMPLERS.record(sampler_name, "sample: sampler_name")
     ms = model.model_sampling
     sigmas = schedules.ksampler_sigmas(ms, scheduler, steps, denoise=denoise, sampler_name=sampler_name)
     sigmas = schedules.step_window(sigmas, start_step=start_step, end_step=end_step,
@@ -239,25 +238,25 @@ def sample(model: DiffusionModel, latent: dict, positive: Conditioning, negative
     if latent.get("noise_mask") is not None:
         mask = prepare_mask(latent["noise_mask"], x.shape).to(dev)
         mask_noise = init
-        if sampler_name == "ddim":  # ComfyUI's ddim: separately seeded inpainting noise
-            mask_noise = noise_mod.make_noise(samples.shape, (seed + 1) % 2**64).to(dev)
+        if record.random_inpaint_noise:  # ddim, as in ComfyUI: inpainting noise seeded seed + 1
+            mask_noise = noise_mod.make_noise(samples.shape, seeds.offset(seed, 1)).to(dev)
         den = inpaint_denoiser(den, x_lat, mask_noise, mask, ms.noise_scaling)
     noise_sampler = None
-    if sampler_name in sampling.STOCHASTIC_SAMPLERS:
+    if record.stochastic:
         stream = noise_mod.make_step_noise(seed, b, convention=noise_convention, batch_index=batch_index,
                                            subseed=subseed, subseed_strength=subseed_strength,
                                            variations=variations)
         noise_sampler = sampling.step_noise_sampler(stream, x)
     res = sampling.run_sampler(sampler_name, den, x, sigmas, callback=_progress(callback, len(sigmas) - 1),
                                noise_sampler=noise_sampler, prediction=model.prediction,
-                               noise_scaling=lambda s, n, x0: ms.noise_scaling(s, n, x0))
+                               noise_scaling=ms.noise_scaling)
     res = model.latent_format.process_out(ms.inverse_noise_scaling(sigmas[-1], res))
     out["samples"] = res.float().to(samples.device)
     return out
 
 
-INVERTIBLE_SAMPLERS: tuple[str, ...] = ("euler", "ddim", "heun", "dpm_2", "dpmpp_2m", "lms")
-"""Deterministic samplers :func:`unsample` can run backwards."""
+INVERTIBLE_SAMPLERS: tuple[str, ...] = sampling.SAMPLERS.names(invertible=True)
+"""View of the sampler table: the deterministic samplers :func:`unsample` can run backwards."""
 
 
 def unsample(model: DiffusionModel, latent: dict, positive: Conditioning, negative: Conditioning, *, steps: int,
@@ -270,12 +269,12 @@ def unsample(model: DiffusionModel, latent: dict, positive: Conditioning, negati
     ``n``: ``sample(model, latent, ..., noise=n, same steps/cfg/sampler/scheduler/denoise)``
     starts from the inverted state and lands near ``latent``. Slerp ``n`` with other noise to vary.
 
-    Returns: a copy of ``latent`` whose ``samples`` is that noise. Raises: ValueError for a
-    stochastic or non-invertible sampler (their inversion is not deterministic).
+    Returns: a copy of ``latent`` whose ``samples`` is that noise. Raises: ValueError for a sampler
+    whose record is not ``invertible`` (stochastic ones among them: their inversion is not deterministic).
     """
-    if sampler_name not in INVERTIBLE_SAMPLERS:
+    if not sampling.SAMPLERS.record(sampler_name, "unsample: sampler_name").invertible:
         raise ValueError(f"unsample: sampler {sampler_name!r} cannot be inverted deterministically; "
-                         f"use one of {list(INVERTIBLE_SAMPLERS)}")
+                         f"use one of {list(sampling.SAMPLERS.names(invertible=True))}")
     samples = fix_empty_latent_channels(model, _check_latent(latent, "unsample: latent"))
     ms, dev = model.model_sampling, model.device
     fwd = schedules.ksampler_sigmas(ms, scheduler, steps, denoise=denoise, sampler_name=sampler_name)

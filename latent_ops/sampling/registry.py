@@ -1,13 +1,18 @@
-"""The sampler registry: ComfyUI sampler names -> stateless k-diffusion-style loops.
+"""The sampler registry: one :class:`SamplerRecord` per ComfyUI sampler name, in one table.
 
-Each entry of :data:`SAMPLERS` is ``fn(model, x, sigmas, *, callback=None, **options) -> x``; the
-stochastic ones (:data:`STOCHASTIC_SAMPLERS`) also need ``noise_sampler=``. :func:`run_sampler`
-dispatches by name and supplies the noise sampler / noise scaling each sampler needs.
+Everything the library knows about a sampler is a field of its record, and every place that needs
+it reads :data:`SAMPLERS` (at call time): :func:`run_sampler` (dispatch, noise sampler, flow
+safety), :func:`latent_ops.sampling.schedules.ksampler_sigmas` (the discarded penultimate sigma),
+:func:`latent_ops.sampling.diffusion.sample` (ddim's inpainting noise) and ``unsample``
+(invertibility), and the node combo lists. Adding a sampler is its function plus one record here.
+The old name sets (:data:`SAMPLER_NAMES`, :data:`STOCHASTIC_SAMPLERS`, ...) are views of the table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from torch import Tensor
@@ -38,38 +43,145 @@ from .sde import (
 )
 
 __all__ = [
-    "SAMPLERS", "SAMPLER_NAMES", "STOCHASTIC_SAMPLERS", "Callback", "NoiseSampler", "get_ancestral_step",
-    "run_sampler", "step_noise_sampler", "to_d",
+    "SAMPLERS", "SAMPLER_NAMES", "STOCHASTIC_SAMPLERS", "Callback", "NoiseSampler", "SamplerRecord",
+    "SamplerRegistry", "get_ancestral_step", "run_sampler", "step_noise_sampler", "to_d",
 ]
 
-SAMPLERS: dict[str, Callable[..., Tensor]] = {
-    "euler": sample_euler,
-    "euler_ancestral": sample_euler_ancestral,
-    "heun": sample_heun,
-    "dpm_2": sample_dpm_2,
-    "dpm_2_ancestral": sample_dpm_2_ancestral,
-    "lms": sample_lms,
-    "dpmpp_2s_ancestral": sample_dpmpp_2s_ancestral,
-    "dpmpp_sde": sample_dpmpp_sde,
-    "dpmpp_2m": sample_dpmpp_2m,
-    "dpmpp_2m_sde": sample_dpmpp_2m_sde,
-    "dpmpp_3m_sde": sample_dpmpp_3m_sde,
-    "lcm": sample_lcm,
-    "ddim": sample_ddim,
-    "uni_pc": sample_uni_pc,
-    "uni_pc_bh2": sample_uni_pc_bh2,
-}
-"""ComfyUI sampler name -> sampler function."""
+SamplerFn = Callable[..., Tensor]
+"""``fn(model, x, sigmas, *, callback=None, **options) -> x`` (see :mod:`latent_ops.sampling.basic`)."""
 
-SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
 
-STOCHASTIC_SAMPLERS: frozenset[str] = frozenset(
-    {"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "lcm"}
-)
-"""Samplers that add fresh noise during sampling (need a noise sampler; cannot be inverted)."""
+def _params(fn: SamplerFn) -> frozenset[str]:
+    return frozenset(inspect.signature(fn).parameters)
 
-_FLOW_OK = frozenset({"euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ddim", "uni_pc", "uni_pc_bh2", "lcm",
-                      "euler_ancestral"})
+
+@dataclass(frozen=True)
+class SamplerRecord:
+    """Everything the library knows about one sampler.
+
+    Attributes:
+        name: the ComfyUI sampler name (``KSampler``'s ``sampler_name``).
+        fn: the loop, ``fn(model, x, sigmas, *, callback=None, ...) -> x``.
+        stochastic: adds fresh noise each step, so ``fn`` takes ``noise_sampler=`` (required by
+            :func:`run_sampler`) and the sampler cannot be inverted.
+        flow_safe: valid for rectified-flow models (the others assume eps/v maths).
+        invertible: :func:`~latent_ops.sampling.diffusion.unsample` may run it backwards.
+        discard_penultimate_sigma: ComfyUI computes ``steps + 1`` sigmas and drops the second to
+            last (``KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS``).
+        flow_fn: the loop to run instead on flow models (``euler_ancestral`` -> its RF form).
+        uses_noise_scaling: ``fn`` takes the model's forward process as ``noise_scaling=``.
+        random_inpaint_noise: inpainting keeps the unmasked region at a noise drawn from
+            ``seed + 1`` instead of the initial noise (ComfyUI's ``inpaint_options={"random": True}``).
+
+    Raises: ValueError (naming the sampler) when the flags contradict each other or ``fn``'s signature.
+    """
+
+    name: str
+    fn: SamplerFn
+    stochastic: bool = False
+    flow_safe: bool = False
+    invertible: bool = False
+    discard_penultimate_sigma: bool = False
+    flow_fn: SamplerFn | None = None
+    uses_noise_scaling: bool = False
+    random_inpaint_noise: bool = False
+
+    def __post_init__(self) -> None:
+        params = _params(self.fn)
+        problems = [
+            ("stochastic", self.stochastic != ("noise_sampler" in params),
+             "stochastic must be True exactly when fn takes noise_sampler"),
+            ("invertible", self.invertible and self.stochastic, "a stochastic sampler cannot be invertible"),
+            ("flow_fn", self.flow_fn is not None and not self.flow_safe, "flow_fn needs flow_safe=True"),
+            ("flow_fn", self.flow_fn is not None and _params(self.flow_fn) != params,
+             "flow_fn must take the same parameters as fn"),
+            ("uses_noise_scaling", self.uses_noise_scaling != ("noise_scaling" in params),
+             "uses_noise_scaling must be True exactly when fn takes noise_scaling"),
+        ]
+        for field_name, bad, why in problems:
+            if bad:
+                raise ValueError(f"SamplerRecord {self.name!r}: bad {field_name}: {why}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+        """Run :attr:`fn` (so ``SAMPLERS[name](model, x, sigmas, ...)`` keeps working)."""
+        return self.fn(*args, **kwargs)
+
+
+_FLAGS = frozenset(f.name for f in fields(SamplerRecord) if isinstance(f.default, bool))
+"""The boolean fields of a record, which :meth:`SamplerRegistry.names` filters on."""
+
+
+class SamplerRegistry(Mapping[str, SamplerRecord]):
+    """An immutable, ordered table of :class:`SamplerRecord` by name (spandrel's registry, read-only).
+
+    ``registry[name]`` is the record; :meth:`plus` returns a larger copy; :meth:`names` filters by
+    flags. Raises: ValueError on a duplicate name.
+    """
+
+    def __init__(self, records: Iterable[SamplerRecord] = ()) -> None:
+        table: dict[str, SamplerRecord] = {}
+        for rec in records:
+            if rec.name in table:
+                raise ValueError(f"SamplerRegistry: duplicate sampler name {rec.name!r}")
+            table[rec.name] = rec
+        self._table = table
+
+    def __getitem__(self, name: str) -> SamplerRecord:
+        return self._table[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __repr__(self) -> str:
+        return f"SamplerRegistry({list(self._table)})"
+
+    def plus(self, *records: SamplerRecord) -> SamplerRegistry:
+        """A copy with ``records`` appended (this registry is unchanged)."""
+        return SamplerRegistry([*self._table.values(), *records])
+
+    def record(self, name: str, where: str = "run_sampler") -> SamplerRecord:
+        """The record of ``name``. Raises: ValueError naming ``where``, the name and the known names."""
+        if name not in self._table:
+            raise ValueError(f"{where}: unknown sampler {name!r}; known: {list(self._table)}")
+        return self._table[name]
+
+    def names(self, **flags: bool) -> tuple[str, ...]:
+        """Names, in table order, of the records whose boolean fields equal ``flags``
+        (``names(invertible=True)``). Raises: ValueError for a keyword that is not a boolean field."""
+        unknown = sorted(set(flags) - _FLAGS)
+        if unknown:
+            raise ValueError(f"SamplerRegistry.names: unknown flags {unknown}; known: {sorted(_FLAGS)}")
+        return tuple(n for n, r in self._table.items() if all(getattr(r, k) == v for k, v in flags.items()))
+
+
+SAMPLERS: SamplerRegistry = SamplerRegistry([
+    SamplerRecord("euler", sample_euler, flow_safe=True, invertible=True),
+    SamplerRecord("euler_ancestral", sample_euler_ancestral, stochastic=True, flow_safe=True,
+                  flow_fn=sample_euler_ancestral_rf),
+    SamplerRecord("heun", sample_heun, flow_safe=True, invertible=True),
+    SamplerRecord("dpm_2", sample_dpm_2, flow_safe=True, invertible=True, discard_penultimate_sigma=True),
+    SamplerRecord("dpm_2_ancestral", sample_dpm_2_ancestral, stochastic=True, discard_penultimate_sigma=True),
+    SamplerRecord("lms", sample_lms, flow_safe=True, invertible=True),
+    SamplerRecord("dpmpp_2s_ancestral", sample_dpmpp_2s_ancestral, stochastic=True),
+    SamplerRecord("dpmpp_sde", sample_dpmpp_sde, stochastic=True),
+    SamplerRecord("dpmpp_2m", sample_dpmpp_2m, flow_safe=True, invertible=True),
+    SamplerRecord("dpmpp_2m_sde", sample_dpmpp_2m_sde, stochastic=True),
+    SamplerRecord("dpmpp_3m_sde", sample_dpmpp_3m_sde, stochastic=True),
+    SamplerRecord("lcm", sample_lcm, stochastic=True, flow_safe=True, uses_noise_scaling=True),
+    SamplerRecord("ddim", sample_ddim, flow_safe=True, invertible=True, random_inpaint_noise=True),
+    SamplerRecord("uni_pc", sample_uni_pc, flow_safe=True, discard_penultimate_sigma=True),
+    SamplerRecord("uni_pc_bh2", sample_uni_pc_bh2, flow_safe=True, discard_penultimate_sigma=True),
+])
+"""THE sampler table, in ComfyUI's order: ComfyUI sampler name -> :class:`SamplerRecord`."""
+
+SAMPLER_NAMES: tuple[str, ...] = SAMPLERS.names()
+"""View of :data:`SAMPLERS`: every sampler name, in table order."""
+
+STOCHASTIC_SAMPLERS: frozenset[str] = frozenset(SAMPLERS.names(stochastic=True))
+"""View of :data:`SAMPLERS`: samplers that add fresh noise (need a noise sampler; cannot be inverted)."""
 
 
 def step_noise_sampler(step_noise: Callable[[Tensor], Tensor], like: Tensor) -> NoiseSampler:
@@ -87,24 +199,25 @@ def run_sampler(name: str, model: Denoiser, x: Tensor, sigmas: Tensor, *, callba
                 prediction: str = "eps", **options: Any) -> Tensor:
     """Run sampler ``name`` from ``x`` (model space, noised to ``sigmas[0]``) down the ``sigmas``.
 
-    Args: name: a :data:`SAMPLER_NAMES` entry. model: the denoiser. noise_sampler: required by
-        :data:`STOCHASTIC_SAMPLERS`. noise_scaling: the model's forward process (used by ``lcm``).
-        prediction: the model's prediction type; flow models get the RF variant of
-        ``euler_ancestral`` and refuse SDE samplers whose maths assume eps/v models.
+    Args: name: a :data:`SAMPLERS` name. model: the denoiser. noise_sampler: required by
+        stochastic samplers. noise_scaling: the model's forward process (passed to samplers whose
+        record has ``uses_noise_scaling``, i.e. ``lcm``). prediction: the model's prediction type;
+        flow models run a record's ``flow_fn`` when it has one and refuse samplers that are not
+        ``flow_safe``. options: passed to the sampler (``eta``, ``s_noise``, ...).
     Returns: the final latent, same shape as ``x``. Raises: ValueError for unknown names, a missing
         noise sampler, or an unsupported sampler/prediction pair.
     """
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; known: {list(SAMPLER_NAMES)}")
-    if prediction == "flow" and name not in _FLOW_OK:
-        raise ValueError(f"sampler {name!r} is not supported for flow models; use one of {sorted(_FLOW_OK)}")
-    fn = SAMPLERS[name]
-    if name in STOCHASTIC_SAMPLERS:
+    rec = SAMPLERS.record(name)
+    fn = rec.fn
+    if prediction == "flow":
+        if not rec.flow_safe:
+            raise ValueError(f"sampler {name!r} is not supported for flow models; "
+                             f"use one of {sorted(SAMPLERS.names(flow_safe=True))}")
+        fn = rec.flow_fn or fn
+    if rec.stochastic:
         if noise_sampler is None:
             raise ValueError(f"sampler {name!r} is stochastic and needs a noise_sampler")
         options["noise_sampler"] = noise_sampler
-        if prediction == "flow" and name == "euler_ancestral":
-            fn = sample_euler_ancestral_rf
-    if name == "lcm" and noise_scaling is not None:
+    if rec.uses_noise_scaling and noise_scaling is not None:
         options["noise_scaling"] = noise_scaling
     return fn(model, x, sigmas, callback=callback, **options)

@@ -15,6 +15,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from . import registry
+
 
 class ModelSamplingLike(Protocol):
     """What schedules need from a model's sampling object (see :mod:`latent_ops.sampling.denoisers`)."""
@@ -189,8 +191,9 @@ SCHEDULER_NAMES: tuple[str, ...] = (
 )
 """ComfyUI's ``SCHEDULER_NAMES``, in ComfyUI's order."""
 
-DISCARD_PENULTIMATE_SIGMA_SAMPLERS: frozenset[str] = frozenset({"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"})
-"""Samplers for which ComfyUI computes ``steps + 1`` sigmas and drops the second-to-last one."""
+DISCARD_PENULTIMATE_SIGMA_SAMPLERS: frozenset[str] = frozenset(registry.SAMPLERS.names(discard_penultimate_sigma=True))
+"""View of the sampler table: samplers for which ComfyUI computes ``steps + 1`` sigmas and drops the
+second-to-last one (their records' ``discard_penultimate_sigma``)."""
 
 
 def calculate_sigmas(ms: ModelSamplingLike, scheduler: str, steps: int) -> Tensor:
@@ -210,19 +213,21 @@ def ksampler_sigmas(ms: ModelSamplingLike, scheduler: str, steps: int, *, denois
     """The sigmas ComfyUI's ``KSampler`` uses (``calculate_sigmas`` + ``set_steps``).
 
     ``denoise < 1`` computes ``int(steps / denoise)`` steps and keeps the last ``steps + 1``
-    sigmas; ``denoise <= 0`` gives an empty tensor. Samplers in
-    :data:`DISCARD_PENULTIMATE_SIGMA_SAMPLERS` compute one step more and drop the penultimate sigma.
+    sigmas; ``denoise <= 0`` gives an empty tensor. Samplers whose record (in
+    :data:`latent_ops.sampling.registry.SAMPLERS`) has ``discard_penultimate_sigma`` compute one
+    step more and drop the penultimate sigma.
 
     Args: ms: model sampling. scheduler: a :data:`SCHEDULER_NAMES` entry. steps: >= 1.
-        denoise: in [0, 1]. sampler_name: decides the penultimate-sigma rule.
+        denoise: in [0, 1]. sampler_name: a sampler name; decides the penultimate-sigma rule.
     Returns: ``[<= steps + 1]`` float32. Raises: ValueError on bad names/values.
     """
+    discard_penultimate = registry.SAMPLERS.record(sampler_name, "ksampler_sigmas").discard_penultimate_sigma
     _check_steps(steps, "ksampler_sigmas")
     if not 0.0 <= denoise <= 1.0 or math.isnan(denoise):
         raise ValueError(f"ksampler_sigmas: denoise must be in [0, 1], got {denoise}")
 
     def compute(n: int) -> Tensor:
-        if sampler_name in DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
+        if discard_penultimate:
             s = calculate_sigmas(ms, scheduler, n + 1)
             return torch.cat([s[:-2], s[-1:]])
         return calculate_sigmas(ms, scheduler, n)
