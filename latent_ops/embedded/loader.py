@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..deps import require
 from ..latent_format import LatentFormat
+from ..sampling.denoisers import betas_for
 from ..vae.geometry import latent_format_from_config
 from .text_encoder import ClassTextEncoder
 
@@ -96,14 +97,10 @@ def _read(path: Path) -> dict:
 
 
 def betas_from_config(cfg: dict) -> Tensor:
-    """Float64 betas ``[num_train_timesteps]`` from a scheduler config (scaled_linear or linear)."""
-    n, b0, b1 = int(cfg["num_train_timesteps"]), float(cfg["beta_start"]), float(cfg["beta_end"])
-    kind = cfg.get("beta_schedule", "scaled_linear")
-    if kind == "scaled_linear":
-        return torch.linspace(b0**0.5, b1**0.5, n, dtype=torch.float64) ** 2
-    if kind == "linear":
-        return torch.linspace(b0, b1, n, dtype=torch.float64)
-    raise ValueError(f"load_embedded: unsupported beta_schedule {kind!r}")
+    """Float64 betas ``[num_train_timesteps]`` of a scheduler config, built by
+    :func:`latent_ops.sampling.denoisers.betas_for` (ValueError for an unknown ``beta_schedule``)."""
+    return betas_for(cfg.get("beta_schedule", "scaled_linear"), int(cfg["num_train_timesteps"]),
+                     float(cfg["beta_start"]), float(cfg["beta_end"]))
 
 
 def latent_format_from_vae_config(cfg: dict) -> LatentFormat:

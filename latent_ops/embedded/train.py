@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..sampling.denoisers import betas_for
 from . import dataset as ds
 from .text_encoder import ClassTextEncoder, default_vocabulary
 
@@ -127,8 +128,9 @@ def seeded_init_(module: torch.nn.Module, generator: torch.Generator) -> None:
 
 
 def scaled_linear_betas(n: int = NUM_TRAIN_TIMESTEPS) -> Tensor:
-    """Stable Diffusion's betas: ``linspace(sqrt(0.00085), sqrt(0.012), n) ** 2`` as float64 ``[n]``."""
-    return torch.linspace(BETA_START**0.5, BETA_END**0.5, n, dtype=torch.float64) ** 2
+    """Stable Diffusion's betas: ``linspace(sqrt(0.00085), sqrt(0.012), n) ** 2`` as float64 ``[n]``
+    (:func:`latent_ops.sampling.denoisers.betas_for`'s ``"scaled_linear"``)."""
+    return betas_for("scaled_linear", n, BETA_START, BETA_END)
 
 
 def min_snr_weight(alphas_cumprod: Tensor, gamma: float) -> Tensor:
