@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,5 +124,34 @@ def test_options_and_errors() -> None:
         noise.make_noise((1, 4, 8, 8), 0, noise_type="uniform", octaves=2)
 
 
-def test_versions_cover_types() -> None:
-    assert set(noise_types.TYPE_VERSIONS) == set(noise_types.NOISE_TYPES)
+def test_type_table_is_the_documented_one() -> None:
+    # Adding, renaming or re-versioning a type must be deliberate (and re-recorded in test_noise_golden.py).
+    names = ["gaussian", "uniform", "perlin", "pyramid", "pink", "brown", "blue", "violet", "coloured", "offset"]
+    assert list(noise_types.NOISE_TYPES) == names
+    assert noise_types.TYPE_VERSIONS == dict.fromkeys(names, 1)
+    assert noise_types.COLOUR_ALPHAS == {"white": 0.0, "pink": 1.0, "brown": 2.0, "blue": -1.0, "violet": -2.0}
+
+
+def test_uniform_and_offset_follow_their_formulas() -> None:
+    g = torch.Generator().manual_seed(8)
+    u = torch.rand((2, 3, 5, 7), generator=g).double().numpy()
+    np.testing.assert_allclose(noise_types.uniform(src(8), (2, 3, 5, 7)).numpy(), (u - 0.5) * np.sqrt(12.0), rtol=0, atol=1e-6)
+    g = torch.Generator().manual_seed(8)
+    base = torch.randn((2, 3, 5, 7), generator=g).double().numpy()  # the plane draw comes first,
+    const = torch.randn((2, 3, 1, 1), generator=g).double().numpy()  # then one value per (b, c)
+    got = noise_types.offset(src(8), (2, 3, 5, 7), offset_strength=0.3).numpy()
+    np.testing.assert_allclose(got, base + 0.3 * const, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0, -1.0, 0.5])
+def test_coloured_follows_its_formula(alpha: float) -> None:
+    # white noise * |f|**(-alpha/2) in the 2-D spectrum, no DC, then per-sample mean 0 / std 1; numpy
+    shape = (2, 3, 6, 9)
+    white = torch.randn(shape, generator=torch.Generator().manual_seed(4)).double().numpy()
+    f = np.hypot(np.fft.fftfreq(6)[:, None], np.fft.rfftfreq(9)[None, :])
+    gain = np.zeros_like(f)
+    gain[f > 0] = f[f > 0] ** (-alpha / 2)
+    x = np.fft.irfft2(np.fft.rfft2(white) * gain, s=(6, 9)).reshape(2, -1)
+    x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+    got = noise_types.coloured(src(4), shape, alpha=alpha).numpy()
+    np.testing.assert_allclose(got, x.reshape(shape), rtol=0, atol=2e-6)
