@@ -88,18 +88,11 @@ class LoadImage:
 
     @classmethod
     def IS_CHANGED(cls, image: str) -> str:
-        try:
-            return files.sha256(files.resolve_input(image))
-        except (ValueError, OSError):
-            return f"missing:{image}"
+        return files.input_fingerprint(image)
 
     @classmethod
     def VALIDATE_INPUTS(cls, image: str) -> bool | str:
-        try:
-            files.resolve_input(image)
-        except ValueError as err:
-            return f"Invalid image file: {err}"
-        return True
+        return files.input_problem(image, "image")
 
 
 class SaveImage:
@@ -220,18 +213,11 @@ class LoadLatent:
 
     @classmethod
     def IS_CHANGED(cls, latent: str) -> str:
-        try:
-            return files.sha256(files.resolve_input(latent))
-        except (ValueError, OSError):
-            return f"missing:{latent}"
+        return files.input_fingerprint(latent)
 
     @classmethod
     def VALIDATE_INPUTS(cls, latent: str) -> bool | str:
-        try:
-            files.resolve_input(latent)
-        except ValueError as err:
-            return f"Invalid latent file: {err}"
-        return True
+        return files.input_problem(latent, "latent")
 
 
 HEADLESS_NODE_CLASS_MAPPINGS: dict[str, type] = {

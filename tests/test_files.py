@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
-from latent_ops.media import files
+from latent_ops.media import files, png
+from latent_ops.media import folders as folders_mod
 
 
 @pytest.fixture
@@ -149,7 +150,7 @@ def test_read_png_text_handles_compressed_chunks_and_garbage(tmp_path, monkeypat
     bad = files.PNG_SIGNATURE + b"\x00\x00\x00\x0bzTXtkey\x00\x00notzlib" + b"\x00" * 4
     with pytest.raises(files.FileAccessError, match="corrupt"):
         files.read_png_text(bad)
-    monkeypatch.setattr(files, "_MAX_TEXT", 1000)
+    monkeypatch.setattr(png, "_MAX_TEXT", 1000)
     bomb = zlib.compress(b"a" * 5000)
     body = b"key\x00\x00" + bomb
     chunk = len(body).to_bytes(4, "big") + b"zTXt" + body + b"\x00" * 4
@@ -225,3 +226,49 @@ def test_using_nests_and_restores(tmp_path) -> None:
             assert files.current().input_dir == tmp_path / "a" and files.current().output_dir == tmp_path / "b"
         assert files.current().output_dir == before.output_dir
     assert files.current() == before
+
+
+def test_files_reexports_the_names_of_its_split_modules() -> None:
+    """Callers keep using ``files.X`` for names that now live in media.folders and media.png."""
+    from latent_ops.errors import FileAccessError
+
+    for name in ("Folders", "OutputFile", "current", "using", "temp_dir", "safe_name", "resolve_input",
+                 "list_inputs", "sha256", "next_counter", "output_path", "IMAGE_SUFFIXES"):
+        assert getattr(files, name) is getattr(folders_mod, name), name
+    assert files.read_png_text is png.read_png_text and files.PNG_SIGNATURE is png.PNG_SIGNATURE
+    assert files.FileAccessError is FileAccessError
+    assert set(files.__all__) <= set(dir(files))
+
+
+def test_png_text_reader_needs_only_the_standard_library(tmp_path) -> None:
+    """A PNG workflow opens without torch or Pillow: media.png and the workflow engine are stdlib only."""
+    import subprocess
+    import sys
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps({"1": {"class_type": "X", "inputs": {}}}))
+    Image.new("RGB", (2, 2)).save(tmp_path / "w.png", pnginfo=info)
+    code = (
+        "import sys; from latent_ops.workflow import load\n"
+        f"wf = load({str(tmp_path / 'w.png')!r}, {{}})\n"
+        "assert wf.source == 'png' and wf.prompt['1']['class_type'] == 'X', wf\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_input_fingerprint_and_problem(folders) -> None:
+    path = folders.input_dir / "a.latent"
+    path.write_bytes(b"one")
+    first = files.input_fingerprint("a.latent")
+    assert first == files.sha256(path) and len(first) == 64
+    path.write_bytes(b"two")
+    assert files.input_fingerprint("a.latent") not in (first, "missing:a.latent")
+    assert files.input_fingerprint("gone.latent") == "missing:gone.latent"
+    assert files.input_fingerprint("../a.latent") == "missing:../a.latent"
+    assert files.input_problem("a.latent", "latent") is True
+    problem = files.input_problem("../a.latent", "image")
+    assert problem.startswith("Invalid image file: input name '../a.latent' contains '..'")
+    assert files.input_problem("gone.latent", "latent").startswith("Invalid latent file: input file 'gone.latent'")

@@ -1,6 +1,8 @@
 """Files and pictures: confined input/output folders, atomic writes, PNG metadata, image grids, GIFs.
 
-- :mod:`.files`: folders, confinement, atomic writes, PNG text chunks, image and latent files.
+- :mod:`.folders`: the input/output/temp folders, confined names, ComfyUI's output counter.
+- :mod:`.png`: PNG text chunks (the ``prompt`` and ``workflow`` a PNG carries), standard library only.
+- :mod:`.files`: atomic writes, image and latent files (re-exports the public names of the two above).
 - :mod:`.images`: tensor ↔ Pillow, labelled grids, sprite sheets, GIFs.
 - :mod:`.animation`: saving a batch as an animation in the output folder.
 """

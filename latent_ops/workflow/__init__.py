@@ -1,7 +1,7 @@
 """The generic workflow engine: read API/UI/PNG workflows, validate them and run them.
 
 It never imports a node pack: the caller passes the registry (``{class_type: V1 node class}``).
-Standard library only (reading a PNG workflow imports :mod:`latent_ops.media.files`).
+Standard library only (PNG workflows are read by :mod:`latent_ops.media.png`, itself standard library).
 
     from latent_ops.workflow import Engine, load
     wf = load("workflow.json", registry)

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import FileAccessError
+from ..media.png import PNG_SIGNATURE, read_png_text
 from .errors import WorkflowError
 from .schema import CONTROL_VALUES, NodeDef, node_def
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODE_MUTED, MODE_BYPASS = 2, 4
 REROUTE, PRIMITIVE = "Reroute", "PrimitiveNode"
 FRONTEND_ONLY = frozenset({REROUTE, PRIMITIVE, "Note", "MarkdownNote"})
@@ -79,11 +80,9 @@ def load(path: str | Path, registry: Mapping[str, type], display_names: Mapping[
     except OSError as err:
         raise WorkflowError(f"cannot read workflow {path}: {err.strerror or err}") from None
     if data.startswith(PNG_SIGNATURE):
-        from ..media import files
-
         try:
-            chunks = files.read_png_text(data)
-        except files.FileAccessError as err:
+            chunks = read_png_text(data)
+        except FileAccessError as err:
             raise WorkflowError(f"{path}: {err}") from None
         ui = parse_json(chunks["workflow"], f"{path} 'workflow' chunk") if "workflow" in chunks else None
         if "prompt" in chunks:
