@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
-import itertools
 import json
-import math
-import re
 import signal
 import sys
 import threading
@@ -34,17 +30,14 @@ from . import (
     api_to_ui,
     load,
     object_info,
-    set_ui_widget,
 )
-from .schema import node_def
+from .sweep import MAX_SWEEP, Sweep, UsageError, parse_sets, parse_values, problems, sweep
 from .validate import analyse
 
+__all__ = ["EXIT_EXECUTION", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "MAX_SWEEP", "UsageError",
+           "main", "parse_sets", "parse_values", "sweep"]
+
 EXIT_OK, EXIT_EXECUTION, EXIT_USAGE, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-MAX_SWEEP = 10_000
-
-
-class UsageError(ValueError):
-    """A bad command-line argument (exit code 2)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,78 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--to", choices=("api", "ui"), required=True)
     conv.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     return parser
-
-
-# ----------------------------------------------------------------------------- --set
-def parse_values(text: str) -> list[Any]:
-    """``A..B`` (inclusive integer range), a JSON list, a JSON scalar, or else the text itself."""
-    match = re.fullmatch(r"\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*", text)
-    if match:
-        start, stop = int(match[1]), int(match[2])
-        if abs(stop - start) >= MAX_SWEEP:
-            raise UsageError(f"range {text!r} has more than {MAX_SWEEP} values")
-        step = 1 if stop >= start else -1
-        return list(range(start, stop + step, step))
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return [text]
-    if isinstance(value, list):
-        if not value:
-            raise UsageError(f"--set value {text!r} is an empty list")
-        return value
-    return [value]
-
-
-def _find_node(prompt: Mapping[str, Any], ref: str) -> str:
-    if ref in prompt:
-        return ref
-    for key in ("title", "class"):
-        hits = [nid for nid, spec in prompt.items() if isinstance(spec, dict) and (
-            (spec.get("_meta") or {}).get("title") == ref if key == "title" else spec.get("class_type") == ref)]
-        if len(hits) > 1:
-            raise UsageError(f"--set: {ref!r} matches several nodes by {key} ({', '.join(hits)}); use a node id")
-        if hits:
-            return hits[0]
-    raise UsageError(f"--set: no node with id, title or class {ref!r}")
-
-
-def parse_sets(items: Sequence[str], prompt: Mapping[str, Any], registry: Mapping[str, type]) -> list[tuple[str, str, list[Any]]]:
-    """Parse ``NODE.INPUT=VALUE`` overrides into ``(node_id, input, values)``."""
-    sets = []
-    for item in items:
-        left, sep, right = item.partition("=")
-        ref, dot, name = left.rpartition(".")
-        if not sep or not dot or not ref or not name:
-            raise UsageError(f"--set {item!r}: expected NODE.INPUT=VALUE")
-        nid = _find_node(prompt, ref)
-        kind = prompt[nid].get("class_type")
-        if kind in registry:
-            declared = node_def(kind, registry[kind]).by_name
-            if name not in declared:
-                raise UsageError(f"--set {item!r}: node {nid} ({kind}) has no input {name!r}; "
-                                 f"inputs: {', '.join(declared) or 'none'}")
-        sets.append((nid, name, parse_values(right)))
-    total = 1
-    for _, _, values in sets:
-        total *= len(values)
-    if total > MAX_SWEEP:
-        raise UsageError(f"the --set sweep has {total} combinations (limit {MAX_SWEEP})")
-    return sets
-
-
-def sweep(prompt: dict[str, Any], ui: dict[str, Any] | None, sets: list[tuple[str, str, list[Any]]],
-          registry: Mapping[str, type]) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]]:
-    """Yield ``(prompt, ui, {"node.input": value})`` for each combination (first --set outermost)."""
-    for combo in itertools.product(*(values for _, _, values in sets)):
-        p, u = copy.deepcopy(prompt), copy.deepcopy(ui)
-        chosen = {}
-        for (nid, name, _), value in zip(sets, combo, strict=True):
-            p[nid].setdefault("inputs", {})[name] = value
-            if u is not None:
-                set_ui_widget(u, nid, name, value, registry)
-            chosen[f"{nid}.{name}"] = value
-        yield p, u, chosen
 
 
 # ----------------------------------------------------------------------------- output helpers
@@ -243,72 +164,53 @@ def _model_paths(args: argparse.Namespace) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- commands
-class _Sweep:
-    """The prompts of a run; iterating makes fresh copies each time (no 10,000 copies kept)."""
-
-    def __init__(self, args: argparse.Namespace, registry: Mapping[str, type],
-                 display_names: Mapping[str, str] | None) -> None:
-        workflow = load(args.workflow, registry, display_names)
-        self.prompt, self.ui, self.registry = workflow.prompt, workflow.ui, registry
-        self.sets = parse_sets(args.set, workflow.prompt, registry)
-
-    def __len__(self) -> int:
-        return math.prod(len(values) for _, _, values in self.sets)
-
-    def __iter__(self) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]]:
-        return sweep(self.prompt, self.ui, self.sets, self.registry)
+def _runs(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> Sweep:
+    return Sweep(load(args.workflow, registry, names), args.set, registry)
 
 
-def _validate_all(runs: _Sweep, registry: Mapping[str, type]) -> list[dict[str, Any]]:
-    problems = []
-    for index, (prompt, _, chosen) in enumerate(runs):
-        for problem in analyse(prompt, registry).problems:
-            problems.append({**problem.to_dict(), "run": index, "set": chosen})
-    return problems
+def _invalid(args: argparse.Namespace, found: list[dict[str, Any]]) -> int:
+    """Report validation problems (text on stderr, or the JSON document); the exit code."""
+    _emit(args, {"ok": False, "error": {"type": "validation", "problems": found}}, _problem_text(found), err=True)
+    return EXIT_INVALID
 
 
-def _cmd_validate(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:
-    runs = _Sweep(args, registry, names)
-    problems = _validate_all(runs, registry)
-    if problems:
-        _emit(args, {"ok": False, "error": {"type": "validation", "problems": problems}},
-              _problem_text(problems), err=True)
-        return EXIT_INVALID
-    _emit(args, {"ok": True, "prompts": len(runs), "nodes": len(runs.prompt)},
-          f"{args.workflow}: valid ({len(runs.prompt)} nodes" + (f", {len(runs)} prompts)" if len(runs) > 1 else ")"))
-    return EXIT_OK
-
-
-def _problem_text(problems: list[dict[str, Any]]) -> str:
+def _problem_text(found: list[dict[str, Any]]) -> str:
     seen, lines = set(), []
-    for p in problems:
+    for p in found:
         if p["message"] not in seen:
             seen.add(p["message"])
             lines.append(f"  - [{p['type']}] {p['message']}")
     return f"workflow is invalid ({len(lines)} problem(s)):\n" + "\n".join(lines)
 
 
+def _cmd_validate(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:
+    runs = _runs(args, registry, names)
+    if found := problems(runs, registry):
+        return _invalid(args, found)
+    _emit(args, {"ok": True, "prompts": len(runs), "nodes": len(runs.prompt)},
+          f"{args.workflow}: valid ({len(runs.prompt)} nodes" + (f", {len(runs)} prompts)" if len(runs) > 1 else ")"))
+    return EXIT_OK
+
+
 def _cmd_run(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:
-    runs = _Sweep(args, registry, names)
-    problems = _validate_all(runs, registry)
-    if problems:
-        _emit(args, {"ok": False, "error": {"type": "validation", "problems": problems}},
-              _problem_text(problems), err=True)
-        return EXIT_INVALID
+    runs = _runs(args, registry, names)
+    if found := problems(runs, registry):
+        return _invalid(args, found)
     bars = _Bars(enabled=not args.no_progress and not args.json)
     engine = Engine(registry, callback=bars)
     report: list[dict[str, Any]] = []
     started = time.perf_counter()
     try:
         with _sigint(engine):
-            for index, (prompt, ui, chosen) in enumerate(runs):
+            for run in runs:
+                prompt, index = run.prompt, run.index
                 bars.start(len(analyse(prompt, registry).needed), f"prompt {index + 1}/{len(runs)}")
-                result = engine.run(prompt, extra_pnginfo={"workflow": ui} if ui is not None else None)
+                result = engine.run(prompt, extra_pnginfo={"workflow": run.ui} if run.ui is not None else None)
                 written = [path for nid in result.executed if nid in result.ui for path in _files_of(result.ui[nid], args.out)]
-                report.append({"index": index, "set": chosen, "files": written, "executed": result.executed,
+                report.append({"index": index, "set": run.chosen, "files": written, "executed": result.executed,
                                "cached": result.cached, "timings": result.timings})
                 if not args.json:
-                    label = " ".join([f"[{index + 1}/{len(runs)}]"] * (len(runs) > 1) + [f"{k}={v}" for k, v in chosen.items()])
+                    label = " ".join([f"[{index + 1}/{len(runs)}]"] * (len(runs) > 1) + [f"{k}={v}" for k, v in run.chosen.items()])
                     print(f"{label or 'done'}: {len(result.executed)} node(s) run, {len(result.cached)} cached, "
                           f"{sum(result.timings.values()):.2f} s")
                     for path in written:
@@ -394,9 +296,7 @@ def main(argv: Sequence[str] | None, registry: Mapping[str, type], display_names
         _emit(args, {"ok": False, "error": {"type": "usage", "message": str(err)}}, f"latent-ops: {err}", err=True)
         return EXIT_USAGE
     except ValidationFailed as err:
-        problems = [p.to_dict() for p in err.problems]
-        _emit(args, {"ok": False, "error": {"type": "validation", "problems": problems}}, _problem_text(problems), err=True)
-        return EXIT_INVALID
+        return _invalid(args, [p.to_dict() for p in err.problems])
     except (WorkflowError, files.FileAccessError) as err:
         _emit(args, {"ok": False, "error": {"type": "workflow", "message": str(err)}}, f"latent-ops: {err}", err=True)
         return EXIT_INVALID
