@@ -1,7 +1,8 @@
 """Every file in workflows/ validates and runs headless (new workflows are picked up automatically).
 
-A workflow that names a model file which is not installed is skipped with the reason; everything
-else must validate without problems and write at least one image or latent.
+Every workflow must validate without problems and write at least one image or latent. The models
+they use ship with the repository (the embedded default model), so a missing model or any other
+validation problem is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -19,15 +20,6 @@ WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 INPUT_DIR = ROOT / "workflows" / "input"
 
 
-def _missing_model(problems: list) -> str | None:
-    """The reason to skip when the only problems are model files that are not installed."""
-    model_inputs = [p for p in problems if p.type in ("value_not_in_list", "custom_validation_failed")
-                    and (p.input_name or "").endswith("_name")]
-    if problems and len(model_inputs) == len(problems):
-        return "; ".join(f"node {p.node_id} ({p.class_type}) needs model {p.received_value!r}" for p in model_inputs)
-    return None
-
-
 def test_there_are_workflows() -> None:
     assert len(WORKFLOWS) >= 2
 
@@ -39,10 +31,7 @@ def test_workflow_validates_and_runs_headless(path: Path, tmp_path: Path, regist
         workflow = load(path, registry)
         assert workflow.source == "ui", "workflows/ holds UI-format graphs (what the editor opens)"
         problems = validate(workflow.prompt, registry)
-        reason = _missing_model(problems)
-        if reason:
-            pytest.skip(reason)
-        assert problems == []
+        assert problems == [], "\n".join(p.message for p in problems)
         assert cli.main(["validate", str(path), "--input-dir", str(INPUT_DIR)], registry) == cli.EXIT_OK
         result = Engine(registry).run(workflow.prompt, extra_pnginfo={"workflow": workflow.ui})
     written = sorted(p for p in out.rglob("*") if p.is_file())
