@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from ._library import latent_format as formats
-from ._library import noise, noise_types, noising, vae_geometry
+from ._library import noise, noise_types, noising, seeds, vae_geometry
 from .comfy_adapter import intermediate_device
 
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 NOISE_TYPE_NAMES = [n for n in noise_types.NOISE_TYPES if n != "coloured"]
 FORMAT_NAMES = ["none", *formats.FORMATS]
 
@@ -15,17 +14,6 @@ def _geometry(vae: object | None, channels: int, downscale: int) -> tuple[int, i
     """(channels, downscale): the widgets, or a ComfyUI-style VAE's (``latent_ops.vae.geometry``)."""
     return vae_geometry.latent_geometry(vae, channels, downscale, "LatentOpsNoise",
                                         "; for video latents connect 'like' instead")
-
-
-def _latent_shape(width: int, height: int, batch_size: int, channels: int, downscale: int) -> tuple[int, ...]:
-    """(B, C, H, W) of the latent of a ``width`` x ``height`` pixel image (sizes floored, as ComfyUI)."""
-    h, w = height // downscale, width // downscale
-    if h < 1 or w < 1 or channels < 1 or batch_size < 1:
-        raise ValueError(
-            f"LatentOpsNoise: width {width} x height {height} with downscale {downscale} gives a "
-            f"{w} x {h} latent; channels {channels}, batch_size {batch_size} (all must be >= 1)"
-        )
-    return batch_size, channels, h, w
 
 
 def _model_space(model: object) -> tuple[str, object]:
@@ -58,7 +46,7 @@ class LatentOpsNoise:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        seed = {"default": 0, "min": 0, "max": MAX_SEED}
+        seed = {"default": 0, "min": 0, "max": seeds.MAX_SEED}
         return {
             "required": {
                 "width": ("INT", {"default": 512, "min": 8, "max": 16384, "step": 8,
@@ -100,17 +88,12 @@ class LatentOpsNoise:
                  downscale: int = 8, variations: str = "", resize_from_width: int = 0,
                  resize_from_height: int = 0, like: dict | None = None) -> tuple[dict]:
         channels, downscale = _geometry(vae, channels, downscale)
-        if like is None:
-            shape, batch_index, out = _latent_shape(width, height, batch_size, channels, downscale), None, {}
-        else:
-            shape, batch_index, out = tuple(like["samples"].shape), like.get("batch_index"), like.copy()
-        resize = (resize_from_height // downscale, resize_from_width // downscale)
-        out["samples"] = noise.make_noise(
-            shape, seed, convention=convention, noise_type=noise_type, subseed=subseed,
-            subseed_strength=subseed_strength, variations=variations, batch_index=batch_index,
-            resize_from=resize, device=intermediate_device(),
-        )
-        return (out,)
+        return (noise.noise_latent(
+            seed, width=width, height=height, batch_size=batch_size, channels=channels, downscale=downscale,
+            like=like, resize_from_px=(resize_from_height, resize_from_width), convention=convention,
+            noise_type=noise_type, subseed=subseed, subseed_strength=subseed_strength, variations=variations,
+            device=intermediate_device(),
+        ),)
 
 
 class LatentOpsAddNoise:

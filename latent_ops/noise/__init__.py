@@ -6,6 +6,9 @@
 - :mod:`.variation`: variation seeds (A1111 subseeds) and stacked ``seed:weight`` variations.
 - :mod:`.step`: per-image step noise for stochastic samplers.
 - :mod:`.philox`: the CPU emulation of CUDA's Philox ``randn`` (A1111 "NV").
+- :mod:`.latent`: :func:`noise_latent`, noise as a LATENT dict shaped from an image size or a latent.
+
+Seeds and their range: :mod:`latent_ops.seeds`.
 """
 
 from .conventions import (
@@ -20,8 +23,9 @@ from .conventions import (
     noise_shape,
     versions,
 )
+from .latent import latent_shape, noise_latent
 
 __all__ = [
     "CONVENTIONS", "NOISE_VERSIONS", "STEP_NOISE_VERSION", "StepNoise", "derive_step_seed", "image_seeds",
-    "make_noise", "make_step_noise", "noise_shape", "versions",
+    "latent_shape", "make_noise", "make_step_noise", "noise_latent", "noise_shape", "versions",
 ]
