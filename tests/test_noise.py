@@ -284,6 +284,15 @@ def test_bad_input_raises(kwargs: dict, match: str) -> None:
         noise.make_noise(args.pop("shape"), args.pop("seed"), **args)
 
 
+def test_seed_bits_each_convention_uses() -> None:
+    # torch CPU generators keep 32 bits of a seed (as ComfyUI, A1111 CPU and diffusers draw); Philox keeps 64
+    shape, s = (2, 4, 6, 6), 1234
+    for c in ("comfy", "a1111", "diffusers"):
+        assert torch.equal(noise.make_noise(shape, s, convention=c), noise.make_noise(shape, s + 2**32, convention=c))
+    nv = noise.make_noise(shape, s, convention="a1111_nv")
+    assert not torch.equal(nv, noise.make_noise(shape, s + 2**32, convention="a1111_nv"))
+
+
 def test_versions_cover_conventions() -> None:
     assert set(noise.NOISE_VERSIONS) == set(noise.CONVENTIONS)
     assert all(isinstance(v, int) and v >= 1 for v in noise.NOISE_VERSIONS.values())

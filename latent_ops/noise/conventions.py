@@ -34,7 +34,10 @@ layout; variations (:mod:`latent_ops.noise.variation`) work for every type and c
 variation noise of seed ``s`` is exactly the noise the same call makes with ``seed=s`` and no
 variation, so strength 1 reproduces the other seed's noise.
 
-Seeds are integers in ``[0, 2**64)``; per-image seeds ``seed + i`` wrap modulo ``2**64``.
+Seeds are integers in ``[0, 2**64)`` (:mod:`latent_ops.seeds`); per-image seeds ``seed + i`` wrap
+modulo ``2**64``. torch's CPU generator keeps only the low 32 bits of its seed, so under ``comfy``,
+``a1111`` and ``diffusers`` the seeds ``s`` and ``s + 2**32`` give the same noise, exactly as in those
+tools; ``a1111_nv`` keys Philox with all 64 bits, as A1111 does.
 Step noise lives in :mod:`latent_ops.noise.step` and is re-exported here.
 """
 
