@@ -28,8 +28,36 @@ def test_betas_match_diffusers():
     for name in ("scaled_linear", "linear", "squaredcos_cap_v2"):
         ref = DDPMScheduler(beta_schedule=name, beta_start=0.00085, beta_end=0.012).betas.double()
         torch.testing.assert_close(betas_for(name), ref, rtol=1e-5, atol=1e-7)
-    with pytest.raises(ValueError, match="beta schedule"):
+    with pytest.raises(ValueError, match=r"beta schedule 'cubic' \(beta_schedule must be one of \['scaled_linear'"):
         betas_for("cubic")
+
+
+def test_every_beta_builder_is_betas_for():
+    """One home for beta schedules: the embedded loader, embedded training and from_betas agree bit for bit."""
+    from latent_ops.embedded import loader, train
+
+    cfg = {"num_train_timesteps": 500, "beta_start": 0.001, "beta_end": 0.02}
+    for name in ("scaled_linear", "linear", "squaredcos_cap_v2"):
+        want = betas_for(name, 500, 0.001, 0.02)
+        assert torch.equal(loader.betas_from_config({**cfg, "beta_schedule": name}), want)
+        ms = DiscreteSampling.from_betas(name, 500, 0.001, 0.02)
+        assert torch.equal(ms.alphas_cumprod, torch.cumprod(1.0 - want, 0).float())
+    assert torch.equal(loader.betas_from_config(cfg), betas_for("scaled_linear", 500, 0.001, 0.02))
+    assert torch.equal(train.scaled_linear_betas(), betas_for("scaled_linear"))
+    assert torch.equal(train.scaled_linear_betas(7), betas_for("scaled_linear", 7))
+
+
+@pytest.mark.parametrize("ms", [DiscreteSampling.from_betas(), FlowSampling(shift=2.0)], ids=["discrete", "flow"])
+def test_sigma_table_ends_and_static_noise_scaling(ms):
+    assert float(ms.sigma_min) == float(ms.sigmas.min()) and float(ms.sigma_max) == float(ms.sigmas.max())
+    assert ms.sigma_min.ndim == 0 and bool((ms.sigmas[1:] > ms.sigmas[:-1]).all())
+    n, x0 = torch.ones(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
+    sigma = torch.tensor([0.25, 0.5])
+    # a staticmethod: the class and an instance give the same forward process
+    assert torch.equal(type(ms).noise_scaling(sigma, n, x0), ms.noise_scaling(sigma, n, x0))
+    got = ms.noise_scaling(sigma, n, x0)
+    want = [0.25 + 0.375, 0.5 + 0.25] if isinstance(ms, FlowSampling) else [0.75, 1.0]
+    torch.testing.assert_close(got[:, 0, 0, 0], torch.tensor(want))
 
 
 def test_discrete_timestep_sigma_roundtrip():

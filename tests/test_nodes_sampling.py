@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from latent_ops import seeds
 from latent_ops.sampling.diffusion import sample
+from latent_ops.sampling.registry import SAMPLERS
 from latent_ops.weights import folders as model_paths
 
 
@@ -83,3 +85,6 @@ def test_sampler_combos_use_comfy_names(nodes):
     assert req["seed"][1]["control_after_generate"] is True and req["seed"][1]["max"] == 0xFFFFFFFFFFFFFFFF
     unsample_names = nodes["LatentOpsUnsample"].INPUT_TYPES()["required"]["sampler_name"][0]
     assert "euler_ancestral" not in unsample_names
+    # both combos are read from the one sampler table
+    assert names == list(SAMPLERS) and unsample_names == [n for n, r in SAMPLERS.items() if r.invertible]
+    assert req["subseed"][1]["max"] == seeds.MAX_SEED

@@ -7,6 +7,7 @@ import torch
 
 from latent_ops import latent_format
 from latent_ops.sampling import noising
+from latent_ops.sampling.denoisers import DiscreteSampling, FlowSampling
 
 
 def comfy_add_noise(latent, noise, scale, model_type, scale_factor=1.0, shift_factor=0.0):
@@ -107,3 +108,18 @@ def test_sigma_from_schedule() -> None:
     assert noising.sigma_from_schedule([2.0]) == 2.0
     with pytest.raises(ValueError, match="empty"):
         noising.sigma_from_schedule([])
+
+
+@pytest.mark.parametrize("prediction", noising.PREDICTIONS)
+@pytest.mark.parametrize("max_denoise", [False, True])
+def test_is_the_model_samplings_noise_scaling(prediction, max_denoise, gen: torch.Generator) -> None:
+    """One implementation of noise at sigma: add_noise in model space == the sampler's noise_scaling, bit for bit."""
+    fmt = latent_format.SD3 if prediction == "flow" else latent_format.SDXL
+    x = torch.randn(2, fmt.channels, 4, 4, generator=gen)
+    n = torch.randn(x.shape, generator=gen)
+    sigma = torch.tensor([0.3, 0.7])
+    ms = FlowSampling(shift=3.0) if prediction == "flow" else DiscreteSampling.from_betas(prediction=prediction)
+    want = fmt.process_out(ms.noise_scaling(sigma, n, fmt.process_in(x), max_denoise))
+    got = noising.add_noise(x, n, sigma, prediction=prediction, latent_format=fmt, max_denoise=max_denoise)
+    assert torch.equal(got, want)
+    assert noising.PREDICTIONS == ("eps", "v", "flow")

@@ -185,3 +185,38 @@ def test_low_precision_runs(ms, dtype):
     x = (torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(0)) * sig[0]).to(dtype)
     out = sampling.run_sampler("dpmpp_2m", gauss_model, x, sig.to(dtype))
     assert out.dtype == dtype and bool(torch.isfinite(out).all())
+
+
+def test_step_helpers():
+    """The pieces every sampler loop is built from."""
+    from latent_ops.sampling import basic, sde
+
+    x = torch.randn(3, 2, 2, 2, generator=torch.Generator().manual_seed(0)).half()
+    sig = torch.tensor([4.0, 2.0, 0.5, 0.0])
+    assert basic.sigma_steps(x, sig, "s") == range(3)
+    with pytest.raises(ValueError, match="s: sigmas must be finite"):
+        basic.sigma_steps(x, torch.tensor([1.0, -1.0]), "s")
+    steps = list(basic.ancestral_steps(x, sig, "s", 1.0))
+    assert [i for i, _, _ in steps] == [0, 1, 2]
+    for i, down, up in steps:
+        torch.testing.assert_close(down**2 + up**2, sig[i + 1] ** 2)
+    assert all(float(up) == 0.0 and float(down) == float(sig[i + 1])
+               for i, down, up in basic.ancestral_steps(x, sig, "s", 0.0))
+    calls, seen = [], []
+
+    def model(xx, s):
+        calls.append(s)
+        return xx * 0.5
+
+    d = basic.denoise_step(model, x, sig, 1, seen.append)
+    assert calls[0].shape == (3,) and calls[0].dtype == torch.float16 and bool((calls[0] == 2.0).all())
+    assert torch.equal(d, x * 0.5) and seen[0]["i"] == 1 and seen[0]["sigma"] == seen[0]["sigma_hat"] == 2.0
+    assert seen[0]["x"] is x and seen[0]["denoised"] is d
+    basic.denoise_step(model, x, sig, 0, None)  # no callback: nothing to report
+    # dpm_2_step: Euler onto 0, otherwise a midpoint step that calls the model once more
+    xf, dd = x.float(), torch.ones(3, 2, 2, 2)
+    assert torch.equal(basic.dpm_2_step(model, xf, dd, sig[2], sig[3]), xf + dd * (sig[3] - sig[2]))
+    n = len(calls)
+    basic.dpm_2_step(model, xf, dd, sig[0], sig[1])
+    assert len(calls) == n + 1 and float(calls[-1][0]) == pytest.approx(8**0.5)  # geometric mean of 4 and 2
+    torch.testing.assert_close(sde.log_step(sig[0], sig[1]), torch.log(sig[0] / sig[1]))

@@ -102,6 +102,10 @@ def test_denoise_window_and_discard_penultimate(ms):
     assert len(got) == 11
     with pytest.raises(ValueError, match="denoise"):
         schedules.ksampler_sigmas(ms, "normal", 10, denoise=1.5)
+    with pytest.raises(ValueError, match="ksampler_sigmas: unknown sampler 'dpm_3'"):
+        schedules.ksampler_sigmas(ms, "normal", 10, sampler_name="dpm_3")
+    for name in schedules.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
+        assert torch.equal(schedules.ksampler_sigmas(ms, "normal", 10, sampler_name=name), got)
 
 
 def test_step_window(ms):
