@@ -17,30 +17,9 @@ from typing import Any
 
 from torch import Tensor
 
-from .basic import (
-    Callback,
-    NoiseSampler,
-    NoiseScaling,
-    get_ancestral_step,
-    sample_ddim,
-    sample_dpm_2,
-    sample_euler,
-    sample_heun,
-    sample_lcm,
-    sample_lms,
-    to_d,
-)
+from . import basic, multistep, sde
+from .basic import Callback, NoiseSampler, NoiseScaling, get_ancestral_step, to_d
 from .denoisers import Denoiser
-from .multistep import sample_dpmpp_2m, sample_uni_pc, sample_uni_pc_bh2
-from .sde import (
-    sample_dpm_2_ancestral,
-    sample_dpmpp_2m_sde,
-    sample_dpmpp_2s_ancestral,
-    sample_dpmpp_3m_sde,
-    sample_dpmpp_sde,
-    sample_euler_ancestral,
-    sample_euler_ancestral_rf,
-)
 
 __all__ = [
     "SAMPLERS", "SAMPLER_NAMES", "STOCHASTIC_SAMPLERS", "Callback", "NoiseSampler", "SamplerRecord",
@@ -158,22 +137,22 @@ class SamplerRegistry(Mapping[str, SamplerRecord]):
 
 
 SAMPLERS: SamplerRegistry = SamplerRegistry([
-    SamplerRecord("euler", sample_euler, flow_safe=True, invertible=True),
-    SamplerRecord("euler_ancestral", sample_euler_ancestral, stochastic=True, flow_safe=True,
-                  flow_fn=sample_euler_ancestral_rf),
-    SamplerRecord("heun", sample_heun, flow_safe=True, invertible=True),
-    SamplerRecord("dpm_2", sample_dpm_2, flow_safe=True, invertible=True, discard_penultimate_sigma=True),
-    SamplerRecord("dpm_2_ancestral", sample_dpm_2_ancestral, stochastic=True, discard_penultimate_sigma=True),
-    SamplerRecord("lms", sample_lms, flow_safe=True, invertible=True),
-    SamplerRecord("dpmpp_2s_ancestral", sample_dpmpp_2s_ancestral, stochastic=True),
-    SamplerRecord("dpmpp_sde", sample_dpmpp_sde, stochastic=True),
-    SamplerRecord("dpmpp_2m", sample_dpmpp_2m, flow_safe=True, invertible=True),
-    SamplerRecord("dpmpp_2m_sde", sample_dpmpp_2m_sde, stochastic=True),
-    SamplerRecord("dpmpp_3m_sde", sample_dpmpp_3m_sde, stochastic=True),
-    SamplerRecord("lcm", sample_lcm, stochastic=True, flow_safe=True, uses_noise_scaling=True),
-    SamplerRecord("ddim", sample_ddim, flow_safe=True, invertible=True, random_inpaint_noise=True),
-    SamplerRecord("uni_pc", sample_uni_pc, flow_safe=True, discard_penultimate_sigma=True),
-    SamplerRecord("uni_pc_bh2", sample_uni_pc_bh2, flow_safe=True, discard_penultimate_sigma=True),
+    SamplerRecord("euler", basic.sample_euler, flow_safe=True, invertible=True),
+    SamplerRecord("euler_ancestral", sde.sample_euler_ancestral, stochastic=True, flow_safe=True,
+                  flow_fn=sde.sample_euler_ancestral_rf),
+    SamplerRecord("heun", basic.sample_heun, flow_safe=True, invertible=True),
+    SamplerRecord("dpm_2", basic.sample_dpm_2, flow_safe=True, invertible=True, discard_penultimate_sigma=True),
+    SamplerRecord("dpm_2_ancestral", sde.sample_dpm_2_ancestral, stochastic=True, discard_penultimate_sigma=True),
+    SamplerRecord("lms", basic.sample_lms, flow_safe=True, invertible=True),
+    SamplerRecord("dpmpp_2s_ancestral", sde.sample_dpmpp_2s_ancestral, stochastic=True),
+    SamplerRecord("dpmpp_sde", sde.sample_dpmpp_sde, stochastic=True),
+    SamplerRecord("dpmpp_2m", multistep.sample_dpmpp_2m, flow_safe=True, invertible=True),
+    SamplerRecord("dpmpp_2m_sde", sde.sample_dpmpp_2m_sde, stochastic=True),
+    SamplerRecord("dpmpp_3m_sde", sde.sample_dpmpp_3m_sde, stochastic=True),
+    SamplerRecord("lcm", basic.sample_lcm, stochastic=True, flow_safe=True, uses_noise_scaling=True),
+    SamplerRecord("ddim", basic.sample_ddim, flow_safe=True, invertible=True, random_inpaint_noise=True),
+    SamplerRecord("uni_pc", multistep.sample_uni_pc, flow_safe=True, discard_penultimate_sigma=True),
+    SamplerRecord("uni_pc_bh2", multistep.sample_uni_pc_bh2, flow_safe=True, discard_penultimate_sigma=True),
 ])
 """THE sampler table, in ComfyUI's order: ComfyUI sampler name -> :class:`SamplerRecord`."""
 
