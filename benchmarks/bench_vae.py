@@ -95,7 +95,7 @@ def worker(impl: str, size: int, threads: int, out: str, repeats: int) -> dict:
                 return vae.decode_tiled(z, 64, 64, 16, strategy="exact")
             if impl == "ours_tiles":
                 with torch.inference_mode():
-                    y = vae_tiling.tiled_decode(vae.module, z, (48, 48), 16, strategy="tiles", stats_downscale=4)
+                    y = vae_tiling.run(vae.module, "decode", z, vae_tiling.Plan("tiles", (48, 48), 16, 4))
                 return ((y + 1) / 2).clamp(0, 1).movedim(1, -1)
             if impl == "ours_tiles4096":
                 start = time.perf_counter()

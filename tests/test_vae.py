@@ -34,13 +34,15 @@ def test_duck_type_attributes(vae) -> None:
 
 
 def test_comfyui_tiled_node_call_signature(vae, gen) -> None:
-    """ComfyUI's VAEDecodeTiled/VAEEncodeTiled pass tile_t/overlap_t keywords."""
+    """ComfyUI's VAEDecodeTiled/VAEEncodeTiled pass tile_t/overlap_t keywords (one tile: equals untiled)."""
     z = torch.randn(1, 4, 4, 4, generator=gen)
-    img = vae.decode_tiled(z, tile_x=2, tile_y=2, overlap=1, tile_t=64, overlap_t=8)
+    img = vae.decode_tiled(z, tile_x=4, tile_y=4, overlap=1, tile_t=64, overlap_t=8)
     torch.testing.assert_close(img, vae.decode(z), atol=1e-4, rtol=0)
     x = torch.rand(1, 32, 32, 3, generator=gen)
-    lat = vae.encode_tiled(x, tile_x=16, tile_y=16, overlap=8, tile_t=64, overlap_t=8)
+    lat = vae.encode_tiled(x, tile_x=32, tile_y=32, overlap=8, tile_t=64, overlap_t=8)
     torch.testing.assert_close(lat, vae.encode(x), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="out of range"):
+        vae.encode_tiled(x, tile_x=4, tile_y=32)
 
 
 def test_matches_diffusers_reference(vae, kl, gen) -> None:
@@ -186,10 +188,12 @@ def test_node_helpers_accept_comfy_duck_type(vae, gen) -> None:
     fake = FakeComfyVAE(vae)
     x = torch.rand(2, 32, 32, 3, generator=gen)
     z = vae_mod.encode_image(fake, x)
-    torch.testing.assert_close(vae_mod.encode_image(fake, x, tile_size=16, overlap=8), z, atol=1e-4, rtol=0)
+    torch.testing.assert_close(vae_mod.encode_image(fake, x, tile_size=32, overlap=8), z, atol=1e-4, rtol=0)
     img = vae_mod.decode_latent(fake, z, batch_chunk=1)
-    torch.testing.assert_close(vae_mod.decode_latent(fake, z, tile_size=16, overlap=8), img, atol=1e-4, rtol=0)
-    assert fake.calls == ["encode", ("encode_tiled", 16, 8), "decode", "decode", ("decode_tiled", 2, 1)]
+    torch.testing.assert_close(vae_mod.decode_latent(fake, z, tile_size=32, overlap=8), img, atol=1e-4, rtol=0)
+    assert vae_mod.decode_latent(fake, z, tile_size=16, overlap=8).shape == img.shape  # 2 x 2 tiles of 2 latent px
+    assert fake.calls == ["encode", ("encode_tiled", 32, 8), "decode", "decode", ("decode_tiled", 4, 1),
+                          ("decode_tiled", 2, 1)]
     with pytest.raises(ValueError, match="Latent Ops VAE"):
         vae_mod.encode_image(fake, x, sample=True)
     s1 = vae_mod.encode_image(vae, x, sample=True, seed=3)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .. import progress
+from .geometry import spatial_compression
 from .wrapper import VAE
 
 
@@ -28,7 +29,7 @@ def encode_image(
     Args:
         vae: object with ``encode``/``encode_tiled`` (only those are called).
         pixels: IMAGE ``[B, H, W, C]`` in [0, 1].
-        tile_size: 0 = automatic (the VAE decides), else tile edge in pixels.
+        tile_size: 0 = automatic (the VAE decides), else tile edge in pixels (tiles of that size).
         overlap: tile overlap in pixels.
         sample: draw from the posterior (needs a Latent Ops VAE) with a CPU generator seeded by ``seed``.
 
@@ -65,7 +66,7 @@ def decode_latent(
 
     Args:
         vae: object with ``decode``/``decode_tiled`` and ``spacial_compression_decode()`` or
-            ``downscale_ratio`` (only those are used).
+            ``downscale_ratio`` (only those are used; :func:`~latent_ops.vae.geometry.spatial_compression`).
         samples: raw latent ``[B, C, h, w]``.
         tile_size: 0 = automatic, else tile edge in **pixels** (divided by the compression).
         overlap: tile overlap in pixels.
@@ -77,10 +78,7 @@ def decode_latent(
     """
     if tile_size < 0 or overlap < 0 or batch_chunk < 0:
         raise ValueError(f"decode_latent: tile_size {tile_size}, overlap {overlap}, batch_chunk {batch_chunk} must be >= 0")
-    if hasattr(vae, "spacial_compression_decode"):
-        f = int(vae.spacial_compression_decode())
-    else:
-        f = int(vae.downscale_ratio)
+    f = spatial_compression(vae, "decode")
     n = samples.shape[0]
     step = batch_chunk or n
     parts = []

@@ -12,12 +12,12 @@ The mid-block attention is global and exact
 (queries in chunks, all keys). The result equals the stock forward up to float summation order.
 
 The same machinery can *record* every GroupNorm's statistics, or *replace* them with given ones:
-that is how the tile mode in :mod:`latent_ops.vae.tiling` keeps tiles seamless.
+that is how the tile mode in :mod:`latent_ops.vae.tiling` keeps tiles seamless. Whole encoders and
+decoders are run through a :class:`Streamer` by :mod:`latent_ops.vae.exact`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -345,97 +345,3 @@ class Streamer:
                 x = self.attention(attn, x)
             x = self.resnet(res, x)
         return x
-
-
-def check_supported(module: nn.Module) -> None:
-    """Raise ``ValueError`` unless ``module`` is an ``AutoencoderKL`` the streamer can run exactly."""
-    cfg = getattr(module, "config", None)
-    if cfg is None or not hasattr(module, "encoder") or not hasattr(module.decoder, "up_blocks"):
-        raise ValueError(f"vae_stream: {type(module).__name__} is not a diffusers AutoencoderKL")
-    if cfg.get("act_fn", "silu") != "silu":
-        raise ValueError(f"vae_stream: act_fn {cfg.get('act_fn')!r} is not supported (only 'silu')")
-    for blk in module.decoder.up_blocks:
-        for up in blk.upsamplers or []:
-            if not up.interpolate or up.use_conv_transpose or up.norm is not None:
-                raise ValueError("vae_stream: only nearest-upsampling + conv decoders are supported")
-
-
-@torch.inference_mode()
-def decode_exact(module: nn.Module, z: Tensor, streamer: Streamer) -> Tensor:
-    """Decode raw latents ``[B, C, h, w]`` to ``[B, 3, h*f, w*f]`` in [-1, 1] (unclamped), exactly."""
-    dec = module.decoder
-    x = z.to(dtype=dec.conv_in.weight.dtype, device=dec.conv_in.weight.device).contiguous()
-    pqc = getattr(module, "post_quant_conv", None)
-    if pqc is not None:
-        x = streamer.conv(x, pqc)
-    x = streamer.conv(x, dec.conv_in)
-    x = streamer.mid(dec.mid_block, x)
-    blocks = list(dec.up_blocks)
-    fused = False
-    for i, blk in enumerate(blocks):
-        for j, res in enumerate(blk.resnets):
-            if not (fused and j == 0):
-                x = streamer.resnet(res, x)
-        fused = False
-        for up in blk.upsamplers or []:
-            nxt = blocks[i + 1].resnets[0] if i + 1 == len(blocks) - 1 else None
-            if nxt is not None and nxt.conv_shortcut is not None and nxt.conv_shortcut.kernel_size[0] == 1:
-                x = streamer.up_resnet(up.conv, nxt, x)  # the largest tensor is never stored
-                fused = True
-            else:
-                x = streamer.conv(x, up.conv, upsample=True)
-    return streamer.conv(x, dec.conv_out, pre=streamer.norm_affine(dec.conv_norm_out, x))
-
-
-@torch.inference_mode()
-def encode_exact(module: nn.Module, pixels: Tensor, streamer: Streamer) -> Tensor:
-    """Encode ``[B, 3, H, W]`` in [-1, 1] to posterior moments ``[B, 2C, H/f, W/f]`` exactly."""
-    enc = module.encoder
-    x = pixels.to(dtype=enc.conv_in.weight.dtype, device=enc.conv_in.weight.device).contiguous()
-    x = streamer.conv(x, enc.conv_in)
-    for blk in enc.down_blocks:
-        for res in blk.resnets:
-            x = streamer.resnet(res, x)
-        for down in blk.downsamplers or []:
-            if down.padding != 0:
-                raise ValueError("vae_stream: only LDM-style (padding 0) downsamplers are supported")
-            x = streamer.downsample(x, down.conv)
-    x = streamer.mid(enc.mid_block, x)
-    x = streamer.conv(x, enc.conv_out, pre=streamer.norm_affine(enc.conv_norm_out, x))
-    qc = getattr(module, "quant_conv", None)
-    if qc is not None:
-        x = streamer.conv(x, qc)
-    return x
-
-
-def _level_channels(module: nn.Module) -> list[int]:
-    return [int(c) for c in module.config["block_out_channels"]]
-
-
-def exact_decode_bytes(module: nn.Module, latent_hw: tuple[int, int], batch: int = 1) -> int:
-    """Estimated peak activation bytes of :func:`decode_exact` (two activations of the worst level)."""
-    chans = _level_channels(module)[::-1]
-    el = next(module.parameters()).element_size()
-    h, w = latent_hw
-    worst = 0
-    for i, c in enumerate(chans):
-        c_in = chans[max(i - 1, 0)]
-        worst = max(worst, (c_in + c) * h * w)
-        if i < len(chans) - 1:
-            worst = max(worst, c * h * w * 5)
-            h, w = 2 * h, 2 * w
-    return int(worst * el * batch + 4 * BAND_BYTES + QUERY_CHUNK * math.prod(latent_hw) * 4)
-
-
-def exact_encode_bytes(module: nn.Module, pixel_hw: tuple[int, int], batch: int = 1) -> int:
-    """Estimated peak activation bytes of :func:`encode_exact`."""
-    chans = _level_channels(module)
-    el = next(module.parameters()).element_size()
-    h, w = pixel_hw
-    worst = 0
-    for i, c in enumerate(chans):
-        c_in = chans[max(i - 1, 0)]
-        worst = max(worst, (c_in + c) * h * w)
-        if i < len(chans) - 1:
-            h, w = h // 2, w // 2
-    return int(worst * el * batch + 4 * BAND_BYTES + QUERY_CHUNK * h * w * 4)

@@ -1,8 +1,11 @@
-"""Seamless tiled VAE encode/decode with bounded memory.
+"""One code path for every VAE encode and decode: :func:`plan` decides once, :func:`run` executes.
 
-Two strategies, chosen by :func:`plan` from a memory budget (``strategy="auto"``):
+A :class:`Plan` is one of three strategies; :func:`plan` picks it from the request and a memory
+budget. ``"whole"`` is the stock forward (automatic calls whose untiled estimate fits). A tile
+size asked for is always honoured (``"tiles"`` of that size); automatic calls that do not fit
+run ``"exact"`` when its memory fits and ``"tiles"`` of :data:`AUTO_TILE` otherwise.
 
-``"exact"`` (KL VAEs): :mod:`latent_ops.vae.stream` runs the network layer by layer over the whole
+``"exact"`` (KL VAEs): :mod:`latent_ops.vae.exact` runs the network layer by layer over the whole
     image in bands of rows. GroupNorm statistics and the mid-block attention are global, so the
     result equals the untiled forward up to float summation order (tested to 1e-4 on [-1, 1]).
     Peak memory is about two activations of the widest level (~1 GB at 1024 px for the SD VAE
@@ -33,8 +36,8 @@ untiled; ``tests/test_vae_tiling.py`` asserts the key rows)::
 
 So: the exact strategy is lossless; tiles with global statistics are seamless up to the halo
 (>= 78 dB at halo 8); estimated statistics and per-tile attention are real approximations (on
-random weights no better than naive tiling), which is why "auto" uses the exact strategy
-whenever its memory fits and logs a warning when it cannot.
+random weights no better than naive tiling), which is why automatic tiling uses the exact
+strategy whenever its memory fits and logs a warning when it cannot.
 
 The algorithm follows the idea of "Tiled VAE" (statistics of every GroupNorm aggregated over the
 whole image instead of per tile) and the receptive-field/halo discussion of madebyollin/taesd#8,
@@ -54,21 +57,21 @@ import torch
 from torch import Tensor, nn
 
 from .. import progress
-from .stream import (
-    Stats,
-    Streamer,
-    check_supported,
-    decode_exact,
-    encode_exact,
-    exact_decode_bytes,
-    exact_encode_bytes,
-)
+from .exact import EXACT, check_supported, exact_bytes
+from .geometry import config_geometry
+from .stream import Stats, Streamer
 
 log = logging.getLogger(__name__)
 
 
 STATS_CELL = 32
 """Mosaic cell of the statistics pass, in latent pixels."""
+
+AUTO_TILE: dict[str, tuple[tuple[int, int], int]] = {"decode": ((64, 64), 16), "encode": ((512, 512), 64)}
+"""Tile core and halo when tiling is automatic (latent px for decode, pixels for encode)."""
+
+STRATEGIES = ("auto", "exact", "tiles")
+"""What a caller may ask for; :func:`plan` turns "auto" into "whole", "exact" or "tiles"."""
 
 
 def available_memory(device: torch.device) -> int:
@@ -107,9 +110,19 @@ def is_kl(module: nn.Module) -> bool:
 # --------------------------------------------------------------------------- planning
 @dataclass(frozen=True)
 class Plan:
-    """How one tiled call runs: ``strategy`` "exact" or "tiles", and the statistics downscale."""
+    """How one encode or decode call runs (see the module docstring).
+
+    Attributes:
+        strategy: ``"whole"`` (stock forward), ``"exact"`` (layer-streamed, KL only) or ``"tiles"``.
+        tile: core tile ``(h, w)`` in input units (latent px for decode, pixels for encode); tiles only.
+        overlap: halo per side in input units; tiles only.
+        stats_downscale: KL tiles: the GroupNorm statistics pass runs on a mosaic about
+            ``1/stats_downscale`` the size (1 = exact statistics).
+    """
 
     strategy: str
+    tile: tuple[int, int] = (0, 0)
+    overlap: int = 0
     stats_downscale: int = 1
 
 
@@ -121,36 +134,125 @@ def plan(
     module: nn.Module,
     kind: str,
     hw: tuple[int, int],
-    tile_hw: tuple[int, int],
-    overlap: int,
     budget: int,
+    *,
+    tile: tuple[int, int] | None = None,
+    overlap: int | None = None,
     strategy: str = "auto",
+    whole_bytes: int | None = None,
 ) -> Plan:
-    """Choose the tiled strategy for a ``kind`` ("encode"/"decode") of input size ``hw``.
+    """Decide how to ``kind`` (``"encode"``/``"decode"``) an input of size ``hw``, once per call.
 
-    ``hw`` and ``tile_hw`` are in the units of the input (latent px for decode, pixels for encode).
+    - ``strategy="exact"``: the layer-streamed path (KL only; ``tile`` is not used).
+    - a ``tile`` asked for (``"auto"`` or ``"tiles"``): tiles of that size with a halo of ``overlap``.
+    - ``"auto"`` without a tile: ``"whole"`` if ``whole_bytes`` (the untiled estimate; None = never)
+      fits ``budget``, else ``"exact"`` for a KL VAE whose streamed pass fits, else tiles of
+      :data:`AUTO_TILE`; ``"tiles"`` without a tile: tiles of :data:`AUTO_TILE`.
+
+    KL tiles get exact GroupNorm statistics when the streamed pass fits ``budget``, else
+    statistics from the smallest mosaic that fits (``stats_downscale`` up to 64).
+
+    Args:
+        module: diffusers ``AutoencoderKL`` or ``AutoencoderTiny``.
+        hw, tile, overlap: in input units (latent px for decode, pixels for encode).
+        budget: bytes.
 
     Raises:
-        ValueError: for an unknown strategy, or "exact" on a VAE that is not a KL VAE.
+        ValueError: for an unknown strategy, "exact" on a VAE that is not a KL VAE, a tile
+            below 1 or an overlap below 0.
     """
-    if strategy not in ("auto", "exact", "tiles"):
+    if strategy not in STRATEGIES:
         raise ValueError(f"tiled {kind}: strategy must be 'auto', 'exact' or 'tiles', got {strategy!r}")
-    if not is_kl(module):
-        if strategy == "exact":
-            raise ValueError(f"tiled {kind}: strategy 'exact' needs a KL VAE, got {type(module).__name__}")
-        return Plan("tiles")
-    check_supported(module)
-    cost = exact_decode_bytes if kind == "decode" else exact_encode_bytes
-    if strategy == "exact" or (strategy == "auto" and cost(module, hw) <= budget):
+    if tile is not None and (min(tile) < 1 or (overlap or 0) < 0):
+        raise ValueError(f"tiled {kind}: tile {tile} must be >= 1 and overlap {overlap} >= 0")
+    kl = is_kl(module)
+    if strategy == "exact" and not kl:
+        raise ValueError(f"tiled {kind}: strategy 'exact' needs a KL VAE, got {type(module).__name__}")
+    if kl:
+        check_supported(module)
+    if strategy == "auto" and tile is None:
+        if whole_bytes is not None and whole_bytes <= budget:
+            return Plan("whole")
+        if kl and exact_bytes(module, kind, hw) <= budget:
+            return Plan("exact")
+    if strategy == "exact":
         return Plan("exact")
-    multiple = 1 if kind == "decode" else 2 ** (len(module.config["block_out_channels"]) - 1)
+    auto_tile, auto_overlap = AUTO_TILE[kind]
+    tile, overlap = (auto_tile, auto_overlap) if tile is None else (tile, auto_overlap if overlap is None else overlap)
     s = 1
-    while cost(module, _shrink(hw, s, multiple)) > budget and s < 64:
-        s *= 2
-    return Plan("tiles", s)
+    if kl:
+        multiple = config_geometry(module.config).downscale if kind == "encode" else 1
+        while exact_bytes(module, kind, _shrink(hw, s, multiple)) > budget and s < 64:
+            s *= 2
+    return Plan("tiles", tuple(tile), int(overlap), s)
 
 
-# --------------------------------------------------------------------------- tiles
+# --------------------------------------------------------------------------- running
+def _whole(module: nn.Module, kind: str, x: Tensor) -> Tensor:
+    """The stock forward: decode latents (KL: post-quant conv first) or encode pixels (KL: quant conv last)."""
+    kl = is_kl(module)
+    if kind == "decode":
+        if kl and module.post_quant_conv is not None:
+            x = module.post_quant_conv(x)
+        return module.decoder(x)
+    out = module.encoder(x)
+    if kl and module.quant_conv is not None:
+        out = module.quant_conv(out)
+    return out
+
+
+def _io(module: nn.Module, kind: str) -> tuple[float, int, int]:
+    """``(output/input size ratio, output channels, tile alignment)`` of ``kind``."""
+    geo = config_geometry(module.config)
+    if kind == "decode":
+        return float(geo.upscale), int(module.config.get("out_channels", 3)), 1
+    if not is_kl(module):
+        return 1 / geo.downscale, geo.channels, geo.downscale
+    conv = module.quant_conv if module.quant_conv is not None else module.encoder.conv_out
+    return 1 / geo.downscale, int(conv.out_channels), geo.downscale
+
+
+@torch.inference_mode()
+def run(module: nn.Module, kind: str, x: Tensor, p: Plan, callback: progress.Callback | None = None) -> Tensor:
+    """Encode or decode ``x`` as planned.
+
+    Args:
+        module: diffusers ``AutoencoderKL`` or ``AutoencoderTiny`` (Tiny latents already in its
+            model space, as its decoder expects them).
+        kind: ``"decode"``: latents ``[B, C, h, w]`` -> pixels ``[B, 3, h*f, w*f]`` in [-1, 1]
+            (unclamped); ``"encode"``: pixels ``[B, 3, H, W]`` in [-1, 1] (H, W multiples of f) ->
+            KL posterior moments ``[B, 2C, H/f, W/f]`` or Tiny latents ``[B, C, H/f, W/f]``.
+        p: from :func:`plan` (or built directly, e.g. to force ``stats_downscale``).
+        callback: progress ``(done, total)``: per image (exact) or per tile (tiles; per image for KL).
+
+    Returns:
+        float32 on ``x``'s device.
+    """
+    if p.strategy == "whole":
+        return _whole(module, kind, x).float()
+    if p.strategy == "exact":
+        outs = []
+        for i in range(x.shape[0]):
+            outs.append(EXACT[kind](module, x[i : i + 1], Streamer(module)).float())
+            (callback or progress.report)(i + 1, x.shape[0])
+        return torch.cat(outs)
+    ratio, channels, align = _io(module, kind)
+    if not is_kl(module):
+        return run_tiles(lambda t: _whole(module, kind, t), x, p.tile, p.overlap, ratio, channels, callback, align)
+    s = p.stats_downscale
+    (log.warning if s > 1 else log.info)(
+        "tiled %s %s: tiles %s, overlap %d, GroupNorm statistics %s; mid-block attention per tile (approximate)",
+        kind, tuple(x.shape), p.tile, p.overlap, f"estimated at 1/{s} scale" if s > 1 else "exact",
+    )
+    outs = []
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1]
+        stats = _proxy_stats(module, xi, s, kind, STATS_CELL * align)
+        fn = lambda t, st=stats: EXACT[kind](module, t, Streamer(module, fixed=st))  # noqa: E731
+        outs.append(run_tiles(fn, xi, p.tile, p.overlap, ratio, channels, callback, align))
+    return torch.cat(outs)
+
+
 def _starts(size: int, tile: int) -> list[int]:
     return list(range(0, size, tile)) if tile < size else [0]
 
@@ -233,107 +335,5 @@ def mosaic(x: Tensor, s: int, cell: int) -> Tensor:
 def _proxy_stats(module: nn.Module, x: Tensor, s: int, kind: str, cell: int) -> Stats:
     """Record every GroupNorm's statistics from an exact streamed pass over ``mosaic(x, s, cell)``."""
     streamer = Streamer(module, record=True)
-    (decode_exact if kind == "decode" else encode_exact)(module, mosaic(x, s, cell), streamer)
+    EXACT[kind](module, mosaic(x, s, cell), streamer)
     return streamer.recorded
-
-
-@torch.inference_mode()
-def tiled_decode(
-    module: nn.Module,
-    z: Tensor,
-    tile_hw: tuple[int, int] = (64, 64),
-    overlap: int = 16,
-    *,
-    strategy: str = "auto",
-    memory_budget: int | None = None,
-    stats_downscale: int | None = None,
-    callback: progress.Callback | None = None,
-) -> Tensor:
-    """Seamless tiled decode of raw latents for diffusers ``AutoencoderKL``/``AutoencoderTiny``.
-
-    Args:
-        module: the diffusers VAE module (KL: ``post_quant_conv`` + ``decoder``; Tiny: ``decoder``
-            fed with already-scaled latents by the caller).
-        z: ``[B, C, h, w]`` latents as the module's decoder expects them.
-        tile_hw: tile core size in latent pixels (tile mode).
-        overlap: halo per side in latent pixels (tile mode).
-        strategy: "auto", "exact" (KL only) or "tiles".
-        memory_budget: bytes for the automatic choices (default 70 % of available memory).
-        stats_downscale: force the statistics pass's downscale in tile mode (KL only).
-        callback: progress ``(done, total)``.
-
-    Returns:
-        ``[B, 3, h*f, w*f]`` float32 in the module's output range ([-1, 1], unclamped).
-    """
-    device = z.device
-    budget = default_budget(device) if memory_budget is None else memory_budget
-    p = plan(module, "decode", tuple(z.shape[-2:]), tile_hw, overlap, budget, strategy)
-    if not is_kl(module):
-        ratio = 2 ** sum(1 for m in module.decoder.layers if isinstance(m, nn.Upsample))
-        return run_tiles(lambda t: module.decoder(t), z, tile_hw, overlap, ratio, 3, callback)
-    ratio = 2 ** (len(module.config["block_out_channels"]) - 1)
-    if p.strategy == "exact":
-        outs = []
-        for i in range(z.shape[0]):
-            outs.append(decode_exact(module, z[i : i + 1], Streamer(module)).float())
-            (callback or progress.report)(i + 1, z.shape[0])
-        return torch.cat(outs)
-    s = p.stats_downscale if stats_downscale is None else stats_downscale
-    (log.warning if s > 1 else log.info)(
-        "tiled decode %s: tiles %s, overlap %d, GroupNorm statistics %s; mid-block attention per tile (approximate)",
-        tuple(z.shape), tile_hw, overlap, f"estimated at 1/{s} scale" if s > 1 else "exact",
-    )
-    outs = []
-    for i in range(z.shape[0]):
-        zi = z[i : i + 1]
-        stats = _proxy_stats(module, zi, s, "decode", STATS_CELL)
-        fn = lambda t, st=stats: decode_exact(module, t, Streamer(module, fixed=st))  # noqa: E731
-        outs.append(run_tiles(fn, zi, tile_hw, overlap, ratio, 3, callback))
-    return torch.cat(outs)
-
-
-@torch.inference_mode()
-def tiled_encode(
-    module: nn.Module,
-    pixels: Tensor,
-    tile_hw: tuple[int, int] = (512, 512),
-    overlap: int = 64,
-    *,
-    strategy: str = "auto",
-    memory_budget: int | None = None,
-    stats_downscale: int | None = None,
-    callback: progress.Callback | None = None,
-) -> Tensor:
-    """Seamless tiled encode of ``[B, 3, H, W]`` in [-1, 1] (H, W multiples of the downscale).
-
-    Returns:
-        KL: posterior moments ``[B, 2C, H/f, W/f]``; Tiny: encoder output ``[B, C, H/f, W/f]``
-        (float32). Other arguments as in :func:`tiled_decode`, in pixel units.
-    """
-    device = pixels.device
-    budget = default_budget(device) if memory_budget is None else memory_budget
-    p = plan(module, "encode", tuple(pixels.shape[-2:]), tile_hw, overlap, budget, strategy)
-    if not is_kl(module):
-        f = 2 ** sum(1 for m in module.encoder.layers if isinstance(m, nn.Conv2d) and m.stride == (2, 2))
-        c = module.config["latent_channels"]
-        return run_tiles(lambda t: module.encoder(t), pixels, tile_hw, overlap, 1 / f, c, callback, align=f)
-    f = 2 ** (len(module.config["block_out_channels"]) - 1)
-    c2 = module.quant_conv.out_channels if module.quant_conv is not None else module.encoder.conv_out.out_channels
-    if p.strategy == "exact":
-        outs = []
-        for i in range(pixels.shape[0]):
-            outs.append(encode_exact(module, pixels[i : i + 1], Streamer(module)).float())
-            (callback or progress.report)(i + 1, pixels.shape[0])
-        return torch.cat(outs)
-    s = p.stats_downscale if stats_downscale is None else stats_downscale
-    (log.warning if s > 1 else log.info)(
-        "tiled encode %s: tiles %s, overlap %d, GroupNorm statistics %s; mid-block attention per tile (approximate)",
-        tuple(pixels.shape), tile_hw, overlap, f"estimated at 1/{s} scale" if s > 1 else "exact",
-    )
-    outs = []
-    for i in range(pixels.shape[0]):
-        xi = pixels[i : i + 1]
-        stats = _proxy_stats(module, xi, s, "encode", STATS_CELL * f)
-        fn = lambda t, st=stats: encode_exact(module, t, Streamer(module, fixed=st))  # noqa: E731
-        outs.append(run_tiles(fn, xi, tile_hw, overlap, 1 / f, c2, callback, align=f))
-    return torch.cat(outs)

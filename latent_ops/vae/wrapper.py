@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from .. import progress
 from ..latent_format import LatentFormat
 from . import tiling as vae_tiling
+from .geometry import config_geometry
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,8 @@ class VAE:
         self.family = family
         self.is_tiny = not vae_tiling.is_kl(module)
         cfg = module.config
-        self.latent_channels = int(cfg["latent_channels"])
-        if self.is_tiny:
-            ratio = 2 ** sum(1 for m in module.decoder.layers if isinstance(m, nn.Upsample))
-        else:
-            ratio = 2 ** (len(cfg["block_out_channels"]) - 1)
-        self.downscale_ratio = int(ratio)
-        self.upscale_ratio = int(ratio)
+        geo = config_geometry(cfg)
+        self.latent_channels, self.downscale_ratio, self.upscale_ratio = geo.channels, geo.downscale, geo.upscale
         self.scale_factor = float(latent_format.scale)
         self.shift_factor = float(latent_format.shift)
         self.memory_budget = memory_budget
@@ -99,10 +95,8 @@ class VAE:
                 f"{latent_format.name!r} has {latent_format.channels}"
             )
         self._width = int(cfg["block_out_channels"][0]) if not self.is_tiny else int(cfg["decoder_block_out_channels"][-1])
-        self.memory_used_encode = lambda shape, dtype: self._bytes(shape[-3] * shape[-2], dtype, "encode")
-        self.memory_used_decode = lambda shape, dtype: self._bytes(
-            shape[-2] * shape[-1] * self.upscale_ratio**2, dtype, "decode"
-        )
+        self.memory_used_encode = lambda shape, dtype: self._bytes("encode", (shape[-3], shape[-2]), dtype)
+        self.memory_used_decode = lambda shape, dtype: self._bytes("decode", (shape[-2], shape[-1]), dtype)
 
     def __repr__(self) -> str:
         return (
@@ -134,7 +128,9 @@ class VAE:
         y0, x0 = (pixels.shape[1] - h) // 2, (pixels.shape[2] - w) // 2
         return pixels[:, y0 : y0 + h, x0 : x0 + w]
 
-    def _bytes(self, pixels: int, dtype: torch.dtype, kind: str) -> int:
+    def _bytes(self, kind: str, hw: tuple[int, int], dtype: torch.dtype) -> int:
+        """Untiled peak bytes of one item of input size ``hw`` (pixels for encode, latent px for decode)."""
+        pixels = hw[0] * hw[1] * (self.upscale_ratio**2 if kind == "decode" else 1)
         el = torch.empty((), dtype=dtype).element_size()
         if self.is_tiny:
             per = TINY_BYTES_PER_PIXEL
@@ -148,10 +144,15 @@ class VAE:
         return vae_tiling.default_budget(self.device)
 
     # ------------------------------------------------------------------ pixels <-> tensors
-    def _prepare_pixels(self, pixels: Tensor, fit: str) -> Tensor:
+    def _prepare_pixels(
+        self, pixels: Tensor, fit: str, sample: bool, generator: torch.Generator | None, name: str
+    ) -> Tensor:
+        """``[B,H,W,C>=3]`` in [0, 1] -> ``[B,3,H',W']`` in [-1, 1], H' and W' multiples of the downscale."""
         if pixels.ndim != 4 or pixels.shape[-1] < 3:
             raise ValueError(f"VAE.encode: pixels must be [B,H,W,C>=3], got {tuple(pixels.shape)}")
         _check_finite(pixels, "VAE.encode")
+        if sample and generator is None:
+            raise ValueError(f"{name}: sample=True needs an explicit torch.Generator")
         x = pixels[..., :3].float()
         f = self.downscale_ratio
         h, w = x.shape[1], x.shape[2]
@@ -177,40 +178,61 @@ class VAE:
             )
         _check_finite(samples, name)
 
-    # ------------------------------------------------------------------ core (one chunk)
-    def _encode_chunk(self, x: Tensor, tiled: tuple[tuple[int, int], int, str] | None, cb: progress.Callback | None) -> Tensor:
-        """``[b,3,H,W]`` in [-1,1] -> raw moments (KL: ``[b,2C,h,w]``) or raw latents (Tiny)."""
-        x = x.to(self.device, self.dtype)
-        with torch.inference_mode():
-            if tiled is not None:
-                out = vae_tiling.tiled_encode(
-                    self.module, x, tiled[0], tiled[1], strategy=tiled[2], memory_budget=self._budget(), callback=cb
-                )
-            elif self.is_tiny:
-                out = self.module.encoder(x)
-            else:
-                out = self.module.encoder(x)
-                if self.module.quant_conv is not None:
-                    out = self.module.quant_conv(out)
-        return out.float().cpu()
+    # ------------------------------------------------------------------ one path for every call
+    def _decide(
+        self,
+        kind: str,
+        x: Tensor,
+        batch_chunk: int | None,
+        tile: tuple[int, int] | None = None,
+        overlap: int = 0,
+        strategy: str = "auto",
+    ) -> tuple[vae_tiling.Plan, int]:
+        """The one decision of a call: its :class:`~latent_ops.vae.tiling.Plan` and items per chunk.
 
-    def _decode_chunk(self, z: Tensor, tiled: tuple[tuple[int, int], int, str] | None, cb: progress.Callback | None) -> Tensor:
-        """Raw latent chunk -> ``[b,3,H,W]`` in [-1,1] (float32, CPU)."""
-        if self.is_tiny:
-            z = self.latent_format.process_in(z.float())
-        z = z.to(self.device, self.dtype)
+        ``tile`` (input units) comes from ``*_tiled`` calls; None = automatic (untiled when the
+        estimate fits the budget, chunked to fit it).
+        """
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        if tile is not None and (min(tile) < (self.downscale_ratio if kind == "encode" else 1) or overlap < 0):
+            raise ValueError(f"VAE.{kind}_tiled: tile {tile[1]}x{tile[0]} / overlap {overlap} out of range")
+        budget = self._budget()
+        per = self._bytes(kind, hw, self.dtype)
+        auto = tile is None and strategy == "auto"
+        p = vae_tiling.plan(self.module, kind, hw, budget, tile=tile, overlap=overlap, strategy=strategy,
+                            whole_bytes=per if auto else None)  # fmt: skip
+        if auto and p.strategy != "whole":
+            log.info("VAE.%s: %s would need ~%.1f GB untiled; tiling", kind, tuple(x.shape), per / 1e9)
+        chunk = batch_chunk or (max(1, min(x.shape[0], budget // max(1, per))) if auto else 1)
+        return p, int(chunk)
+
+    def _chunk(self, kind: str, x: Tensor, p: vae_tiling.Plan, cb: progress.Callback | None) -> Tensor:
+        """One chunk through :func:`~latent_ops.vae.tiling.run` on the VAE's device and dtype (float32, CPU)."""
+        if kind == "decode" and self.is_tiny:
+            x = self.latent_format.process_in(x.float())
         with torch.inference_mode():
-            if tiled is not None:
-                out = vae_tiling.tiled_decode(
-                    self.module, z, tiled[0], tiled[1], strategy=tiled[2], memory_budget=self._budget(), callback=cb
-                )
-            elif self.is_tiny:
-                out = self.module.decoder(z)
-            else:
-                if self.module.post_quant_conv is not None:
-                    z = self.module.post_quant_conv(z)
-                out = self.module.decoder(z)
-        return out.float().cpu()
+            return vae_tiling.run(self.module, kind, x.to(self.device, self.dtype), p, cb).float().cpu()
+
+    def _batches(
+        self, kind: str, x: Tensor, p: vae_tiling.Plan, chunk: int, callback: progress.Callback | None
+    ) -> Tensor:
+        """Run ``x`` in chunks (NaN-guarded); decode gives IMAGE ``[B, H, W, 3]`` in [0, 1], encode
+        the raw outputs (KL moments ``[B, 2C, h, w]``, Tiny model-space latents)."""
+        n = x.shape[0]
+        inner = None if p.strategy == "whole" else (callback or progress.report)
+        out: Tensor | None = None
+        for i in range(0, n, chunk):
+            xi = x[i : i + chunk]
+            y = self._guarded(lambda xi=xi: self._chunk(kind, xi, p, inner), f"{kind} chunk {i}:{i + len(xi)}")
+            if kind == "decode":
+                y = ((y + 1.0) / 2.0).clamp_(0.0, 1.0).movedim(1, -1)
+            if out is None:
+                out = torch.empty((n, *y.shape[1:]), dtype=torch.float32)
+            out[i : i + len(xi)] = y
+            if inner is None:
+                (callback or progress.report)(min(i + chunk, n), n)
+        assert out is not None
+        return out
 
     def _guarded(self, fn: Callable[[], Tensor], what: str) -> Tensor:
         """Run ``fn``; if a half-precision result is not finite, rerun it in float32 and warn."""
@@ -229,10 +251,15 @@ class VAE:
             raise ValueError(f"VAE {what}: output is NaN/Inf even in float32")
         return out
 
-    def _chunks(self, n: int, per_item: int, batch_chunk: int | None) -> int:
-        if batch_chunk:
-            return max(1, int(batch_chunk))
-        return max(1, min(n, self._budget() // max(1, per_item)))
+    def _latents(self, out: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
+        """Raw latents from encoder outputs: Tiny back to raw space; KL posterior mean or a sample."""
+        if self.is_tiny:
+            return self.latent_format.process_out(out)
+        mean, logvar = out.chunk(2, dim=1)
+        if not sample:
+            return mean
+        std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        return mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
 
     # ------------------------------------------------------------------ public API
     def encode(
@@ -261,42 +288,9 @@ class VAE:
         Raises:
             ValueError: for bad shapes, NaN/Inf input, or ``sample=True`` without a generator.
         """
-        x = self._prepare_pixels(pixels, fit)
-        if sample and generator is None:
-            raise ValueError("VAE.encode: sample=True needs an explicit torch.Generator")
-        per = self.memory_used_encode((1, x.shape[2], x.shape[3], 3), self.dtype)
-        fits = per <= self._budget()
-        tiled = None if fits else ((512, 512), 64, "auto")
-        if not fits:
-            log.info("VAE.encode: %dx%d would need ~%.1f GB untiled; tiling", x.shape[2], x.shape[3], per / 1e9)
-        return self._encode_batches(x, tiled, sample, generator, self._chunks(x.shape[0], per, batch_chunk), callback)
-
-    def _encode_batches(
-        self,
-        x: Tensor,
-        tiled: tuple[tuple[int, int], int, str] | None,
-        sample: bool,
-        generator: torch.Generator | None,
-        chunk: int,
-        callback: progress.Callback | None,
-    ) -> Tensor:
-        outs = []
-        n = x.shape[0]
-        inner = (callback or progress.report) if tiled is not None else None
-        for i in range(0, n, chunk):
-            xi = x[i : i + chunk]
-            out = self._guarded(lambda xi=xi: self._encode_chunk(xi, tiled, inner), f"encode chunk {i}:{i + len(xi)}")
-            outs.append(out)
-            if tiled is None:
-                (callback or progress.report)(min(i + chunk, n), n)
-        out = torch.cat(outs)
-        if self.is_tiny:
-            return self.latent_format.process_out(out)
-        mean, logvar = out.chunk(2, dim=1)
-        if not sample:
-            return mean
-        std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
-        return mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        x = self._prepare_pixels(pixels, fit, sample, generator, "VAE.encode")
+        p, chunk = self._decide("encode", x, batch_chunk)
+        return self._latents(self._batches("encode", x, p, chunk, callback), sample, generator)
 
     def decode(
         self, samples: Tensor, *, batch_chunk: int | None = None, callback: progress.Callback | None = None
@@ -316,80 +310,30 @@ class VAE:
             ValueError: for wrong channels/shape or NaN/Inf latents.
         """
         self._check_latent(samples, "VAE.decode")
-        per = self.memory_used_decode((1, self.latent_channels, samples.shape[2], samples.shape[3]), self.dtype)
-        fits = per <= self._budget()
-        if not fits:
-            log.info("VAE.decode: %s would need ~%.1f GB untiled; tiling", tuple(samples.shape), per / 1e9)
-        tiled = None if fits else ((64, 64), 16, "auto")
-        return self._decode_batches(samples, tiled, self._chunks(samples.shape[0], per, batch_chunk), callback)
-
-    def _decode_batches(
-        self, z: Tensor, tiled: tuple[tuple[int, int], int, str] | None, chunk: int, callback: progress.Callback | None
-    ) -> Tensor:
-        n = z.shape[0]
-        out = None
-        inner = (callback or progress.report) if tiled is not None else None
-        for i in range(0, n, chunk):
-            zi = z[i : i + chunk]
-            y = self._guarded(lambda zi=zi: self._decode_chunk(zi, tiled, inner), f"decode chunk {i}:{i + len(zi)}")
-            img = ((y + 1.0) / 2.0).clamp_(0.0, 1.0).movedim(1, -1)
-            if out is None:
-                out = torch.empty((n, *img.shape[1:]), dtype=torch.float32)
-            out[i : i + len(zi)] = img
-            if tiled is None:
-                (callback or progress.report)(min(i + chunk, n), n)
-        assert out is not None
-        return out
+        p, chunk = self._decide("decode", samples, batch_chunk)
+        return self._batches("decode", samples, p, chunk, callback)
 
     def encode_tiled(
-        self,
-        pixels: Tensor,
-        tile_x: int = 512,
-        tile_y: int = 512,
-        overlap: int = 64,
-        tile_t: int | None = None,
-        overlap_t: int | None = None,
-        *,
-        strategy: str = "auto",
-        sample: bool = False,
-        generator: torch.Generator | None = None,
-        fit: str = "crop",
-        callback: progress.Callback | None = None,
-    ) -> Tensor:
-        """Seamless tiled :meth:`encode`; tile sizes and overlap in **pixels** (ComfyUI units).
+        self, pixels: Tensor, tile_x: int = 512, tile_y: int = 512, overlap: int = 64,
+        tile_t: int | None = None, overlap_t: int | None = None, *, strategy: str = "auto", sample: bool = False,
+        generator: torch.Generator | None = None, fit: str = "crop", callback: progress.Callback | None = None,
+    ) -> Tensor:  # fmt: skip
+        """:meth:`encode` in tiles of ``tile_y x tile_x`` **pixels** with ``overlap`` (ComfyUI units).
 
-        ``tile_t``/``overlap_t`` exist for ComfyUI's video-aware tiled nodes and are ignored.
-
-        ``strategy``: "auto", "exact" (layer-streamed, equals untiled) or "tiles" (bounded by the
-        tile); see :mod:`latent_ops.vae.tiling`.
+        Tiles share global GroupNorm statistics, so they are seamless; ``strategy="exact"`` runs
+        the layer-streamed path instead (equals untiled, tile size unused). ``tile_t``/``overlap_t``
+        (ComfyUI's video-aware tiled nodes) are ignored. See :mod:`latent_ops.vae.tiling`.
         """
-        x = self._prepare_pixels(pixels, fit)
-        if sample and generator is None:
-            raise ValueError("VAE.encode_tiled: sample=True needs an explicit torch.Generator")
-        if min(tile_x, tile_y) < self.downscale_ratio or overlap < 0:
-            raise ValueError(f"VAE.encode_tiled: tile {tile_x}x{tile_y} / overlap {overlap} out of range")
-        return self._encode_batches(x, ((tile_y, tile_x), overlap, strategy), sample, generator, 1, callback)
+        x = self._prepare_pixels(pixels, fit, sample, generator, "VAE.encode_tiled")
+        p, chunk = self._decide("encode", x, 1, (tile_y, tile_x), overlap, strategy)
+        return self._latents(self._batches("encode", x, p, chunk, callback), sample, generator)
 
     def decode_tiled(
-        self,
-        samples: Tensor,
-        tile_x: int = 64,
-        tile_y: int = 64,
-        overlap: int = 16,
-        tile_t: int | None = None,
-        overlap_t: int | None = None,
-        *,
-        strategy: str = "auto",
-        callback: progress.Callback | None = None,
-    ) -> Tensor:
-        """Seamless tiled :meth:`decode`; tile sizes and overlap in **latent** pixels (ComfyUI units).
-
-        ``tile_t``/``overlap_t`` exist for ComfyUI's video-aware tiled nodes and are ignored.
-
-        ``strategy``: "auto", "exact" (layer-streamed, equals untiled) or "tiles" (bounded by the
-        tile); see :mod:`latent_ops.vae.tiling`.
-        """
+        self, samples: Tensor, tile_x: int = 64, tile_y: int = 64, overlap: int = 16, tile_t: int | None = None,
+        overlap_t: int | None = None, *, strategy: str = "auto", callback: progress.Callback | None = None,
+    ) -> Tensor:  # fmt: skip
+        """:meth:`decode` in tiles of ``tile_y x tile_x`` **latent** pixels with ``overlap`` (ComfyUI
+        units); ``strategy`` and ``tile_t``/``overlap_t`` as in :meth:`encode_tiled`."""
         self._check_latent(samples, "VAE.decode_tiled")
-        if min(tile_x, tile_y) < 1 or overlap < 0:
-            raise ValueError(f"VAE.decode_tiled: tile {tile_x}x{tile_y} / overlap {overlap} out of range")
-        return self._decode_batches(samples, ((tile_y, tile_x), overlap, strategy), 1, callback)
+        p, chunk = self._decide("decode", samples, 1, (tile_y, tile_x), overlap, strategy)
+        return self._batches("decode", samples, p, chunk, callback)
