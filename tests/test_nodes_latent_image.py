@@ -28,6 +28,9 @@ def test_empty_latent_from_vae_and_widgets() -> None:
     assert out["samples"].shape == (1, 4, 4, 8)
     with pytest.raises(ValueError, match="width=2"):
         node.execute(2, 64, 1, downscale=8)
+    video = type("VideoVAE", (), {"latent_channels": 16, "downscale_ratio": (4, 8, 8)})()
+    with pytest.raises(ValueError, match="empty_latent: vae must have int 'latent_channels' and 'downscale_ratio'"):
+        node.execute(64, 64, 1, vae=video)
 
 
 def test_save_animation_writes_gif_in_output_folder(tmp_path) -> None:

@@ -136,7 +136,8 @@ class FamilyRegistry:
 
     def taesd_file(self, name: str) -> tuple[str, str] | None:
         """``(family, "encoder" | "decoder")`` for a TAESD half's file name, else None."""
-        m = re.match(rf"^({'|'.join(map(re.escape, self.taesd_prefixes()))})_(encoder|decoder)\.", name.lower())
+        prefixes = "|".join(map(re.escape, self.taesd_prefixes()))
+        m = re.match(rf"^({prefixes})_(encoder|decoder)\.", name.lower()) if prefixes else None
         return (m[1], m[2]) if m else None
 
     def latent_format(self, family: str, cfg: dict) -> lf.LatentFormat:
