@@ -15,9 +15,11 @@ TAESD latents follow ComfyUI too: the tiny encoder works in model space, so ``en
 output back to raw VAE space (``z / scale + shift``) and ``decode`` does the inverse first;
 LATENT tensors are raw for every VAE.
 
-Batches are processed in chunks sized from a memory estimate; a chunk whose untiled run would
-not fit is tiled automatically (:mod:`latent_ops.vae.tiling`). In float16/bfloat16, a chunk whose
-output holds NaN/Inf is recomputed in float32 and a warning names the chunk.
+Every call decides once how it runs (:func:`latent_ops.vae.tiling.plan`): ``encode``/``decode``
+run untiled in chunks sized from a memory estimate, and tile automatically (exact streamed path,
+else tiles) when one item would not fit; ``encode_tiled``/``decode_tiled`` run tiles of the size
+asked for. In float16/bfloat16, a chunk whose output holds NaN/Inf is recomputed in float32 and a
+warning names the chunk.
 """
 
 from __future__ import annotations
