@@ -23,9 +23,9 @@ NoiseSampler = Callable[[Tensor, Tensor], Tensor]
 """``noise_sampler(sigma, sigma_next) -> unit Gaussian noise shaped like x``."""
 
 __all__ = [
-    "Callback", "NoiseSampler", "NoiseScaling", "ancestral_steps", "check_sigmas", "denoise_step", "get_ancestral_step",
-    "model_at", "report_step", "sample_ddim", "sample_dpm_2", "sample_euler", "sample_heun", "sample_lcm",
-    "sample_lms", "sigma_steps", "to_d",
+    "Callback", "NoiseSampler", "NoiseScaling", "ancestral_steps", "check_sigmas", "denoise_step", "dpm_2_step",
+    "get_ancestral_step", "model_at", "report_step", "sample_ddim", "sample_dpm_2", "sample_euler", "sample_heun",
+    "sample_lcm", "sample_lms", "sigma_steps", "to_d",
 ]
 
 

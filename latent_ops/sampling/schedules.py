@@ -191,7 +191,8 @@ SCHEDULER_NAMES: tuple[str, ...] = (
 )
 """ComfyUI's ``SCHEDULER_NAMES``, in ComfyUI's order."""
 
-DISCARD_PENULTIMATE_SIGMA_SAMPLERS: frozenset[str] = frozenset(registry.SAMPLERS.names(discard_penultimate_sigma=True))
+DISCARD_PENULTIMATE_SIGMA_SAMPLERS: frozenset[str] = frozenset(
+    registry.SAMPLERS.names(discard_penultimate_sigma=True))
 """View of the sampler table: samplers for which ComfyUI computes ``steps + 1`` sigmas and drops the
 second-to-last one (their records' ``discard_penultimate_sigma``)."""
 
