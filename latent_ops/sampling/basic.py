@@ -5,7 +5,9 @@ Every sampler is a stateless loop ``sample_x(model, x, sigmas, *, callback=None,
 noised model-space latent at ``sigmas[0]`` and ``sigmas`` is a decreasing 1-D tensor. The callback
 receives k-diffusion's dict ``{"x", "i", "sigma", "sigma_hat", "denoised"}`` after each model call
 of a step and may raise (interrupt). Stochastic samplers take an explicit ``noise_sampler`` (no
-global RNG anywhere).
+global RNG anywhere). A loop is built from :func:`sigma_steps` (or :func:`ancestral_steps`) and
+:func:`denoise_step`; a new sampler is such a function plus one record in
+:data:`latent_ops.sampling.registry.SAMPLERS`.
 """
 
 from __future__ import annotations
@@ -195,4 +197,4 @@ def sample_lcm(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback
 
 sample_ddim = sample_euler
 """ComfyUI's ``ddim`` is Euler on the chosen sigmas (equal to DDIM eta=0 for eps models); the
-difference (a separately seeded inpainting noise) lives in :func:`latent_ops.sampling.diffusion.sample`."""
+difference, a separately seeded inpainting noise, is its record's ``random_inpaint_noise``."""
