@@ -29,7 +29,7 @@ print(json.dumps({
     "display": sorted(module.NODE_DISPLAY_NAME_MAPPINGS),
     "toplevel_nodes": "nodes" in sys.modules,
     "toplevel_latent_ops": "latent_ops" in sys.modules,
-    "heavy": sorted(m for m in ("diffusers", "transformers") if m in sys.modules),
+    "heavy": sorted(m for m in ("diffusers", "transformers", "ray") if m in sys.modules),
     "torch_s": t1 - t0,
     "plugin_s": t2 - t1,
 }))
