@@ -7,9 +7,9 @@ stand-ins for ComfyUI core nodes, which exist only outside ComfyUI.
 
 from __future__ import annotations
 
-from . import image, interp, latent, noise, sampling, space, traverse, vae
+from . import comfy_sampling, image, interp, latent, noise, sampling, space, traverse, vae
 
-_MODULES = (interp, noise, traverse, vae, sampling, space, latent, image)
+_MODULES = (interp, noise, traverse, vae, sampling, comfy_sampling, space, latent, image)
 
 
 def _merge(attr: str) -> dict:

@@ -30,8 +30,9 @@ if "." in (__package__ or ""):  # <root>.nodes: the repository root imported as 
         walk,
     )
     from ..latent_ops.media import animation, files, images
+    from ..latent_ops.noise import sources as noise_sources
     from ..latent_ops.noise import types as noise_types
-    from ..latent_ops.sampling import diffusion, noising, schedules
+    from ..latent_ops.sampling import diffusion, noising, per_image, schedules
     from ..latent_ops.sampling import registry as samplers
     from ..latent_ops.space import cluster, neighbors
     from ..latent_ops.space import plot as space_plot
@@ -55,8 +56,9 @@ else:  # latent_ops_nodes, installed beside the top-level latent_ops
         walk,
     )
     from latent_ops.media import animation, files, images
+    from latent_ops.noise import sources as noise_sources
     from latent_ops.noise import types as noise_types
-    from latent_ops.sampling import diffusion, noising, schedules
+    from latent_ops.sampling import diffusion, noising, per_image, schedules
     from latent_ops.sampling import registry as samplers
     from latent_ops.space import cluster, neighbors
     from latent_ops.space import plot as space_plot

@@ -7,11 +7,13 @@ every function falls back to :mod:`latent_ops.progress`, whose hooks the headles
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ._library import files, model_paths, progress
+from ._library import files, model_paths, per_image, progress, schedules
+from ._library import samplers as sampling_registry
 
 
 def _comfy(module: str):  # noqa: ANN202 - returns a module or None
@@ -90,3 +92,100 @@ def comfy_folders() -> Iterator[None]:
         temp_dir=folder_paths.get_temp_directory(),
     ):
         yield
+
+
+# --- Sampling with ComfyUI's own MODEL (used by nodes/comfy_sampling.py) -------------------------
+
+
+def _require(module: str, node: str):  # noqa: ANN202 - returns a module
+    """ComfyUI module ``module``, or a clear error naming ``node`` when ComfyUI is not running."""
+    found = _comfy(module)
+    if found is None:
+        raise RuntimeError(
+            f"{node}: needs ComfyUI ({module} is not importable); it samples ComfyUI's MODEL and runs only "
+            "inside ComfyUI. Headless, use LatentOpsSampler with LatentOpsCheckpointLoader."
+        )
+    return found
+
+
+def sampler_names() -> list[str]:
+    """ComfyUI's sampler names (``comfy.samplers.KSampler.SAMPLERS``); ours outside ComfyUI."""
+    samplers = _comfy("comfy.samplers")
+    if samplers is not None and hasattr(samplers, "KSampler"):
+        return list(samplers.KSampler.SAMPLERS)
+    return list(sampling_registry.SAMPLER_NAMES)
+
+
+def scheduler_names() -> list[str]:
+    """ComfyUI's scheduler names (``comfy.samplers.KSampler.SCHEDULERS``); ours outside ComfyUI."""
+    samplers = _comfy("comfy.samplers")
+    if samplers is not None and hasattr(samplers, "KSampler"):
+        return list(samplers.KSampler.SCHEDULERS)
+    return list(schedules.SCHEDULER_NAMES)
+
+
+def sampler_object(name: str, node: str):  # noqa: ANN201 - a comfy.samplers.KSAMPLER
+    """ComfyUI's SAMPLER for ``name`` (``comfy.samplers.sampler_object``: ddim keeps its inpaint options)."""
+    samplers = _require("comfy.samplers", node)
+    if name not in samplers.KSampler.SAMPLERS:
+        raise ValueError(f"{node}: unknown sampler_name {name!r}; known: {list(samplers.KSampler.SAMPLERS)}")
+    return samplers.sampler_object(name)
+
+
+def with_step_noise(sampler: object, options: object, node: str, batch_index: list | None = None):  # noqa: ANN201
+    """A copy of ComfyUI SAMPLER ``sampler`` whose step noise is per-image (``per_image.with_step_noise``).
+
+    The copy keeps the sampler's class, ``extra_options`` and ``inpaint_options``; only its
+    ``sampler_function`` is wrapped (and only if that function takes a ``noise_sampler``).
+    """
+    fn = getattr(sampler, "sampler_function", None)
+    if not callable(fn):
+        raise ValueError(
+            f"{node}: sampler {type(sampler).__name__} has no sampler_function; only k-diffusion SAMPLERs "
+            "(comfy.samplers.KSAMPLER, e.g. from KSamplerSelect) can take per-image step noise"
+        )
+    out = copy.copy(sampler)
+    out.sampler_function = per_image.with_step_noise(fn, options, batch_index=batch_index)
+    return out
+
+
+def ksample(model: object, latent: dict, positive: list, negative: list, *, noise: object, steps: int, cfg: float,
+            sampler_name: str, scheduler: str, denoise: float, add_noise: bool = True, start_step: int | None = None,
+            end_step: int | None = None, force_full_denoise: bool = True, node: str = "KSampler") -> dict:
+    """ComfyUI's KSampler / KSamplerAdvanced with our initial noise and per-image step noise.
+
+    Follows ``nodes.common_ksampler``: empty latents get the model's channels, ``noise_mask``
+    inpaints, the sigmas are ``comfy.samplers.KSampler``'s (``denoise``, discarded penultimate
+    sigma) cut to ``[start_step, end_step)``, previews and interrupts go through
+    ``latent_preview.prepare_callback``. ``noise`` is a NOISE (``seed``, ``generate_noise``,
+    ``options``: a :class:`latent_ops.noise.sources.SeededNoise`); its seed reaches the sampler as
+    ``extra_args["seed"]``. Returns a copy of ``latent`` with new ``samples``.
+    """
+    comfy_sample = _require("comfy.sample", node)
+    samplers, utils = _require("comfy.samplers", node), _require("comfy.utils", node)
+    latent_preview = _require("latent_preview", node)
+    if scheduler not in samplers.KSampler.SCHEDULERS:
+        raise ValueError(f"{node}: unknown scheduler {scheduler!r}; known: {list(samplers.KSampler.SCHEDULERS)}")
+    sampler = sampler_object(sampler_name, node)
+    samples = comfy_sample.fix_empty_latent_channels(model, latent["samples"])
+    out = latent.copy()
+    sigmas = samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
+                               scheduler=scheduler, denoise=denoise, model_options=model.model_options).sigmas
+    sigmas = schedules.step_window(sigmas, start_step=start_step, end_step=end_step,
+                                   force_full_denoise=force_full_denoise)
+    if len(sigmas) <= 1:  # KSampler returns the latent unchanged when there is no step to run
+        out["samples"] = samples
+        return out
+    fixed = {**latent, "samples": samples}
+    if add_noise:
+        init = noise.generate_noise(fixed)
+    else:
+        import torch
+
+        init = torch.zeros(samples.shape, dtype=samples.dtype, layout=samples.layout, device="cpu")
+    sampler = with_step_noise(sampler, noise.options, node, batch_index=latent.get("batch_index"))
+    callback = latent_preview.prepare_callback(model, steps)
+    out["samples"] = comfy_sample.sample_custom(
+        model, init, cfg, sampler, sigmas, positive, negative, samples, noise_mask=latent.get("noise_mask"),
+        callback=callback, disable_pbar=not utils.PROGRESS_BAR_ENABLED, seed=noise.seed)
+    return out

@@ -1,0 +1,1 @@
+"""Import-only stand-in for ``torchvision.io`` (see the package docstring)."""
