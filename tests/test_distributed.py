@@ -257,6 +257,7 @@ def test_outputs_skipped_after_a_failed_prompt_are_run_again(tmp_path: Path) -> 
 def test_the_cli_and_the_library_do_not_import_ray() -> None:
     code = ("import sys, latent_ops.workflow, latent_ops.workflow.cli, latent_ops.workflow.distributed\n"
             "import latent_ops_nodes.cli\n"
+            "assert latent_ops.workflow.run_sweep is latent_ops.workflow.distributed.run_sweep\n"
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--traceback", action="store_true", help="print the failing node's traceback")
     run.add_argument("--timings", action="store_true", help="print the seconds spent in each node")
+    run.add_argument("--resume", action="store_true", help="skip the prompts an earlier run of this sweep wrote "
+                     "(listed in the output folder's .latent-ops-sweep.jsonl, files still there)")
+    pool = run.add_argument_group("Ray", "run the sweep's prompts on Ray workers (pip install 'latent-ops[ray]'); "
+                                  "the files are written here, named as a local run names them")
+    pool.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="local (a private cluster on this "
+                      "machine), auto (the one `ray start` made here), HOST:PORT or ray://HOST:PORT; "
+                      "without ADDRESS: $RAY_ADDRESS, else local")
+    pool.add_argument("--ray-workers", type=_positive(int), metavar="N", help="workers (default: as many as fit)")
+    pool.add_argument("--ray-cpus-per-worker", type=_positive(float), default=1.0, metavar="C",
+                      help="CPUs each worker asks for; also its torch threads (default 1)")
+    pool.add_argument("--ray-gpus-per-worker", type=_positive(float, zero=True), default=0.0, metavar="G",
+                      help="GPUs each worker asks for (may be a fraction; default 0)")
     nodes = sub.add_parser("nodes", help="list the node registry (--json: ComfyUI's /object_info shape)")
     nodes.add_argument("--json", action="store_true")
     nodes.add_argument("--input-dir", type=Path, default=Path("input"), help="folder listed by LoadImage's combo")
@@ -70,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--to", choices=("api", "ui"), required=True)
     conv.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     return parser
+
+
+def _positive(kind: type, zero: bool = False) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:  # noqa: ANN401
+        value = kind(text)
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'>= 0' if zero else '> 0'}, got {text}")
+        return value
+
+    return parse
 
 
 # ----------------------------------------------------------------------------- output helpers
@@ -132,8 +155,8 @@ class _Bars:
 
 
 @contextlib.contextmanager
-def _sigint(engine: Engine) -> Iterator[None]:
-    """First Ctrl-C asks the engine to stop cooperatively; a second one stops at once."""
+def _sigint(interrupt: Callable[[], None]) -> Iterator[None]:
+    """First Ctrl-C calls ``interrupt`` (a cooperative stop); a second one stops at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -143,7 +166,7 @@ def _sigint(engine: Engine) -> Iterator[None]:
         if pressed:
             raise KeyboardInterrupt
         pressed.append(signum)
-        engine.interrupt()
+        interrupt()
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -196,12 +219,14 @@ def _cmd_run(args: argparse.Namespace, registry: Mapping[str, type], names: Mapp
     runs = _runs(args, registry, names)
     if found := problems(runs, registry):
         return _invalid(args, found)
+    if args.ray is not None or args.resume:
+        return _run_pool(args, runs, registry)
     bars = _Bars(enabled=not args.no_progress and not args.json)
     engine = Engine(registry, callback=bars)
     report: list[dict[str, Any]] = []
     started = time.perf_counter()
     try:
-        with _sigint(engine):
+        with _sigint(engine.interrupt):
             for run in runs:
                 prompt, index = run.prompt, run.index
                 bars.start(len(analyse(prompt, registry).needed), f"prompt {index + 1}/{len(runs)}")
@@ -242,6 +267,67 @@ def _cmd_run(args: argparse.Namespace, registry: Mapping[str, type], names: Mapp
     elif len(runs) > 1:
         print(f"{len(runs)} prompts in {seconds:.2f} s")
     return EXIT_OK
+
+
+def _run_pool(args: argparse.Namespace, runs: Sweep, registry: Mapping[str, type]) -> int:
+    """``--ray`` / ``--resume``: prompts on workers (:func:`~latent_ops.workflow.distributed.run_sweep`)."""
+    from .distributed import PromptReport, RayUnavailable, WorkerSpec, run_sweep
+
+    bar = None
+    if not args.no_progress and not args.json:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(runs), desc="prompts", unit="prompt", file=sys.stderr, disable=None)
+    stdout = sys.stdout  # Ray prints its own messages (a worker died, ...) on stdout: they go to stderr
+
+    def say(text: str) -> None:
+        return bar.write(text, file=stdout) if bar is not None else print(text, file=stdout)
+
+    failed = 0
+
+    def shown(report: PromptReport) -> None:
+        nonlocal failed
+        failed += report.status == "failed"
+        if bar is not None:
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.update(1)
+        if not args.json:
+            label = " ".join([f"[{report.index + 1}/{len(runs)}]"] + [f"{k}={v}" for k, v in report.chosen.items()])
+            if report.status == "failed":
+                say(f"{label}: failed: {report.error['message']}")
+            elif report.status == "skipped":
+                say(f"{label}: written by an earlier run")
+            else:
+                say(f"{label}: {len(report.executed)} node(s) run, {len(report.cached)} cached, {report.seconds:.2f} s"
+                    f" (worker {report.worker.get('worker', 0)})" + "".join(f"\n  wrote {f}" for f in _paths(args, report)))
+
+    address = None if args.ray is None else (args.ray or os.environ.get("RAY_ADDRESS") or "local")
+    stop = threading.Event()
+    try:
+        with _sigint(stop.set), contextlib.redirect_stdout(sys.stderr):
+            done = run_sweep(runs, registry, address=address, workers=args.ray_workers, resume=args.resume,
+                             spec=WorkerSpec(args.ray_cpus_per_worker, args.ray_gpus_per_worker),
+                             models_dir=args.models_dir and args.models_dir.absolute(), on_result=shown, stop=stop,
+                             extra_model_paths=args.extra_model_paths and args.extra_model_paths.absolute())
+    except RayUnavailable as err:
+        raise UsageError(str(err)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    doc = done.to_dict()
+    for entry, report in zip(doc["runs"], done.prompts, strict=True):
+        entry["set"], entry["files"] = entry.pop("chosen"), _paths(args, report)
+    summary = (f"{done.total} prompt(s): {done.succeeded} succeeded, {done.failed} failed, {done.skipped} written "
+               f"before; {done.seconds:.2f} s on {done.workers} worker(s)")
+    if done.interrupted:
+        _emit(args, doc, f"interrupted; {summary} (run again with --resume to finish)", err=True)
+        return EXIT_INTERRUPTED
+    _emit(args, doc, summary, err=not done.ok)
+    return EXIT_OK if done.ok else EXIT_EXECUTION
+
+
+def _paths(args: argparse.Namespace, report: Any) -> list[str]:  # noqa: ANN401 - a PromptReport
+    return [str(args.out / f["path"]) if f["type"] == "output" else f["path"] for f in report.files]
 
 
 def _cmd_nodes(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:

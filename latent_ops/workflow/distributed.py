@@ -266,7 +266,7 @@ class _Driver:
         outcome = item.outcome
         report = PromptReport(item.index, item.status, item.chosen, seconds=outcome.seconds, timings=outcome.timings,
                               executed=list(outcome.executed), cached=list(outcome.cached), worker=outcome.worker,
-                              attempts=(item.task.attempt + 1) if item.task else 0, error=outcome.error)
+                              attempts=outcome.attempt + 1 if item.task is not None else 0, error=outcome.error)
         if outcome.error is not None:
             report.status = "failed"
         elif item.status == "skipped":

@@ -244,11 +244,12 @@ class RayPool:
         retry = Task(task.index, task.prompt, task.ui, task.outputs, task.attempt + 1)
         if retry.attempt >= MAX_ATTEMPTS or not (self.ready or self._starting):
             message = f"the worker running it died {retry.attempt} time(s): {type(err).__name__}"
-            return [Outcome(task.index, error={"type": "worker", "message": message})]
+            return [Outcome(task.index, error={"type": "worker", "message": message}, attempt=task.attempt)]
         if not self.ready:
             self._check_started(60.0)
         if not self.ready:
-            return [Outcome(task.index, error={"type": "worker", "message": "no Ray worker left to run it"})]
+            return [Outcome(task.index, error={"type": "worker", "message": "no Ray worker left to run it"},
+                            attempt=task.attempt)]
         self.submit(retry, avoid=number)
         return []
 

@@ -63,8 +63,9 @@ class ProducedFile:
 class Outcome:
     """What a worker returns for one :class:`Task` (``error`` set = the prompt failed on its own).
 
-    ``error`` keys: ``type`` ("execution", "validation" or "error"), ``message``, and for a node
-    error ``node_id``, ``class_type``, ``exception_type``, ``exception_message``, ``traceback``.
+    ``error`` keys: ``type`` ("execution", "validation", "error", or "worker": its worker kept
+    dying), ``message``, and for a node error ``node_id``, ``class_type``, ``exception_type``,
+    ``exception_message``, ``traceback``. ``attempt`` is the task's.
     """
 
     index: int
@@ -75,6 +76,7 @@ class Outcome:
     cached: tuple[str, ...] = ()
     worker: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    attempt: int = 0
 
 
 class SweepEngine(Engine):
@@ -231,9 +233,10 @@ class SweepWorker:
         except RunInterrupted:
             raise
         except Exception as err:  # noqa: BLE001 - any failure of this prompt is reported, the worker lives on
-            return Outcome(task.index, seconds=time.perf_counter() - start, worker=self.info(), error=error_of(err))
+            return Outcome(task.index, seconds=time.perf_counter() - start, worker=self.info(), error=error_of(err),
+                           attempt=task.attempt)
         return Outcome(task.index, tuple(produced), time.perf_counter() - start, dict(result.timings),
-                       tuple(result.executed), tuple(result.cached), self.info())
+                       tuple(result.executed), tuple(result.cached), self.info(), attempt=task.attempt)
 
     def close(self) -> None:
         """Delete the worker's scratch folder."""
