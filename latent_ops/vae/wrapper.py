@@ -219,20 +219,28 @@ class VAE:
         self, kind: str, x: Tensor, p: vae_tiling.Plan, chunk: int, callback: progress.Callback | None
     ) -> Tensor:
         """Run ``x`` in chunks (NaN-guarded); decode gives IMAGE ``[B, H, W, 3]`` in [0, 1], encode
-        the raw outputs (KL moments ``[B, 2C, h, w]``, Tiny model-space latents)."""
+        the raw outputs (KL moments ``[B, 2C, h, w]``, Tiny model-space latents).
+
+        Encoder outputs are concatenated (keeping the network's memory format, which later
+        convolutions' float results depend on); images go into one contiguous batch as they come.
+        """
         n = x.shape[0]
         inner = None if p.strategy == "whole" else (callback or progress.report)
-        out: Tensor | None = None
+        parts: list[Tensor] = []
+        images: Tensor | None = None
         for i in range(0, n, chunk):
             xi = x[i : i + chunk]
             y = self._guarded(lambda xi=xi: self._chunk(kind, xi, p, inner), f"{kind} chunk {i}:{i + len(xi)}")
-            if kind == "decode":
-                y = ((y + 1.0) / 2.0).clamp_(0.0, 1.0).movedim(1, -1)
-            if out is None:
-                out = torch.empty((n, *y.shape[1:]), dtype=torch.float32)
-            out[i : i + len(xi)] = y
+            if kind == "encode":
+                parts.append(y)
+            else:
+                img = ((y + 1.0) / 2.0).clamp_(0.0, 1.0).movedim(1, -1)
+                if images is None:
+                    images = torch.empty((n, *img.shape[1:]), dtype=torch.float32)
+                images[i : i + len(xi)] = img
             if inner is None:
                 (callback or progress.report)(min(i + chunk, n), n)
+        out = torch.cat(parts) if kind == "encode" else images
         assert out is not None
         return out
 
