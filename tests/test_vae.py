@@ -53,6 +53,7 @@ def test_matches_diffusers_reference(vae, kl, gen) -> None:
     z = vae.encode(x)
     assert z.dtype == torch.float32 and z.shape == (3, 4, 5, 7)
     torch.testing.assert_close(z, z_ref, atol=1e-5, rtol=1e-5)
+    assert z.stride() == z_ref.stride()  # the network's memory format is kept: later convolutions depend on it
     img = vae.decode(z)
     assert img.shape == (3, 40, 56, 3) and img.dtype == torch.float32
     assert 0 <= img.min() and img.max() <= 1
