@@ -67,11 +67,12 @@ def local(runs: Sweep, out: Path, threads: int | None) -> dict:
 
 
 def on_ray(runs: Sweep, out: Path, workers: int) -> dict:
-    stamps, reports = [], []
+    stamps, reports, cpu = [], [], []
     start = time.perf_counter()
 
     def seen(report: object) -> None:
         stamps.append(time.perf_counter() - start)
+        cpu.append(time.process_time())
         reports.append(report)
 
     sweep_report = run_sweep(runs, runs.registry, address="local", workers=workers, spec=WorkerSpec(cpus=1),
@@ -86,7 +87,9 @@ def on_ray(runs: Sweep, out: Path, workers: int) -> dict:
     after = [s for s in stamps if s > warm]
     steady = (stamps[-1] - warm) / len(after) if after else float("nan")
     overhead = [r.seconds - sum(r.timings.values()) for r in reports[len(firsts):]]
-    return {"first": sweep_report.first_result, "steady": steady, "workers": len(firsts),
+    warm_at = stamps.index(warm)
+    driver_cpu = (cpu[-1] - cpu[warm_at]) / max(1, len(stamps) - 1 - warm_at)
+    return {"first": sweep_report.first_result, "steady": steady, "workers": len(firsts), "driver_cpu": driver_cpu,
             "in_worker": statistics.median(overhead) if overhead else float("nan"),
             "own": statistics.median(sum(r.timings.values()) for r in reports[len(firsts):]),
             "total": sweep_report.seconds}
@@ -123,8 +126,13 @@ def main() -> None:
         added = ray1["steady"] - one["steady"]
         print(f"local 1t: {1e3 * one['steady']:.1f} ms/prompt; ray x1: {1e3 * ray1['steady']:.1f} ms/prompt "
               f"(first result {ray1['first']:.2f} s)")
-        print(f"overhead Ray adds per prompt: {1e3 * added:.1f} ms = {100 * added / one['steady']:.1f} % of a "
-              f"prompt's own time (inside the worker: {1e3 * ray1['in_worker']:.1f} ms for folders and file bytes)")
+        print(f"overhead Ray adds per prompt (wall, ray x1 - local 1t): {1e3 * added:.1f} ms = "
+              f"{100 * added / one['steady']:.1f} % of a local prompt")
+        cost = ray1["driver_cpu"] + ray1["in_worker"]
+        print(f"  measured parts: driver CPU {1e3 * ray1['driver_cpu']:.1f} ms/prompt (planning, ray.wait, writing "
+              f"files, manifest) + worker {1e3 * ray1['in_worker']:.1f} ms (folders, file bytes, engine bookkeeping) "
+              f"= {1e3 * cost:.1f} ms = {100 * cost / ray1['own']:.1f} % of the prompt's own node time "
+              f"({1e3 * ray1['own']:.1f} ms)")
         print(f"ray x1 files byte-identical to local 1t: {same_files(work / 'local1', work / 'ray1')}")
 
 

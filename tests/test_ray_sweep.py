@@ -274,3 +274,18 @@ def test_a_bad_address_is_a_one_line_error(tmp_path: Path, address: str, capsys:
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("latent-ops: ") and address in lines[0], lines
     assert not list(tmp_path.iterdir())
+
+
+def test_auto_with_a_stale_address_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture) -> None:
+    from latent_ops_nodes import headless_registry
+
+    from latent_ops.workflow import cli as workflow_cli
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.2:1")  # what `auto` (and a bare --ray) reads first
+    for words in (["--ray", "auto"], ["--ray"]):
+        started = time.monotonic()
+        code = workflow_cli.main(["run", TXT2IMG, "--input-dir", INPUTS, "--out", str(tmp_path), *words],
+                                 headless_registry())
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and time.monotonic() - started < 10 and len(lines) == 1 and "127.0.0.2:1" in lines[0], lines

@@ -3,6 +3,8 @@
 Generic over the node registry it is given (the console script passes the headless registry).
 Exit codes: 0 success, 1 a node failed, 2 bad command line (or ``--set``), 3 the workflow cannot
 be read or fails validation, 130 interrupted. ``--json`` prints one JSON document on stdout.
+With ``--ray`` or ``--resume`` the prompts run on workers (:mod:`.distributed`): every prompt is
+tried, and 1 means that some failed while the others were written.
 """
 
 from __future__ import annotations

@@ -64,13 +64,13 @@ def _host_port(address: str) -> tuple[str, int]:
     return match[1].strip("[]"), int(match[2])
 
 
-def _probe(address: str, host: str, port: int) -> None:
+def _probe(where: str, host: str, port: int) -> None:
     try:
         with socket.create_connection((host, port), timeout=_PROBE_S):
             pass
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        raise RayUnavailable(f"cannot reach a Ray cluster at {address!r}: {reason}") from None
+        raise RayUnavailable(f"cannot reach a Ray cluster at {where}: {reason}") from None
 
 
 def _loopback_ip(host: str) -> str | None:
@@ -80,6 +80,18 @@ def _loopback_ip(host: str) -> str | None:
     except OSError:
         return None
     return ips.pop() if len(ips) == 1 and next(iter(ips)).startswith("127.") else None
+
+
+def _auto_address() -> str | None:
+    """The cluster ``auto`` means ($RAY_ADDRESS, else the address file ``ray start`` wrote), if known."""
+    try:
+        from ray._private import services  # Ray's own lookup; a private module, so guarded
+
+        return services.canonicalize_bootstrap_address("auto")
+    except ConnectionError as err:  # no cluster started on this machine
+        raise RayUnavailable(f"--ray auto: {' '.join(str(err).split())}") from None
+    except Exception:  # noqa: BLE001 - the lookup moved: ray.init will say
+        return None
 
 
 def connect(address: str | None, *, min_cpus: float = 0.0) -> bool:
@@ -103,10 +115,13 @@ def connect(address: str | None, *, min_cpus: float = 0.0) -> bool:
         kwargs = {"address": "local", "_node_ip_address": LOOPBACK, "include_dashboard": False,
                   "num_cpus": max(os.cpu_count() or 1, int(min_cpus + 0.999)), **quiet}
     elif address == "auto":
+        found = _auto_address()
+        if found is not None:  # a stale address file would make ray.init wait for minutes
+            _probe(f"'auto' ({found})", *_host_port(found))
         kwargs = {"address": "auto", **quiet}
     else:
         host, port = _host_port(address)
-        _probe(address, host, port)
+        _probe(repr(address), host, port)
         kwargs = {"address": address, **quiet}
         loopback = None if address.startswith("ray://") else _loopback_ip(host)
         if loopback is not None:  # a cluster on this machine's loopback: this driver joins it there
