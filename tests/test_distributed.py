@@ -109,8 +109,9 @@ def test_local_outputs_follows_the_engine_cache() -> None:
 
 def test_signatures_match_between_prompts_only_where_inputs_match() -> None:
     engine = SweepEngine(REGISTRY)
-    a, b = engine.signatures(prompt_for(1)), engine.signatures(prompt_for(2))
-    assert list(a) == ["1", "3", "2", "4", "5"] or set(a) == {"1", "2", "3", "4", "5"}
+    (a, outputs), (b, _) = engine.plan(prompt_for(1)), engine.plan(prompt_for(2))
+    assert set(a) == {"1", "2", "3", "4", "5"} and sorted(outputs) == ["3", "4", "5"]
+    assert list(a).index("1") < list(a).index("3") and list(a).index("2") < list(a).index("4")  # parents first
     assert a["4"] == b["4"] and a["2"] == b["2"]
     assert a["3"] != b["3"] and a["1"] != b["1"] and a["5"] != b["5"]
 

@@ -138,10 +138,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Local runs (one process, 1 torch thread) of the sweeps the tests run on Ray."""
     base = tmp_path_factory.mktemp("reference")
-    done = run(cli(TXT2IMG, "--out", str(base / "txt2img"), "--set", f"Sampler A.seed=1..{SEEDS}"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    done = run(cli(WALK, "--out", str(base / "walk"), *WALK_SETS))
-    assert done.returncode == 0, done.stderr[-2000:]
+    procs = [subprocess.Popen(cli(TXT2IMG, "--out", str(base / "txt2img"), "--set", f"Sampler A.seed=1..{SEEDS}"),
+                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT),
+             subprocess.Popen(cli(WALK, "--out", str(base / "walk"), *WALK_SETS),  # both at once: 1 thread each
+                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-2000:]
     return {"txt2img": base / "txt2img", "walk": base / "walk"}
 
 

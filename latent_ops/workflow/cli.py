@@ -296,7 +296,8 @@ def _run_pool(args: argparse.Namespace, runs: Sweep, registry: Mapping[str, type
         if not args.json:
             label = " ".join([f"[{report.index + 1}/{len(runs)}]"] + [f"{k}={v}" for k, v in report.chosen.items()])
             if report.status == "failed":
-                say(f"{label}: failed: {report.error['message']}")
+                trace = report.error.get("traceback") if args.traceback else None
+                say(f"{label}: failed: {report.error['message']}" + (f"\n{trace.rstrip()}" if trace else ""))
             elif report.status == "skipped":
                 say(f"{label}: written by an earlier run")
             else:

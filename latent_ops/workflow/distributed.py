@@ -32,7 +32,7 @@ from ..media import files
 from . import outputs as placing
 from .errors import RunInterrupted
 from .ray_pool import RayPool, RayUnavailable, WorkerSpec, cluster_workers, connect, shutdown
-from .sweep_worker import Outcome, SweepEngine, SweepWorker, Task, error_of, local_outputs, output_nodes
+from .sweep_worker import Outcome, SweepEngine, SweepWorker, Task, error_of, local_outputs
 
 __all__ = ["PromptReport", "RayUnavailable", "SweepReport", "WorkerSpec", "run_sweep"]
 
@@ -210,8 +210,7 @@ class _Driver:
     def _plan(self, index: int, prompt: dict[str, Any], ui: dict[str, Any] | None, chosen: dict[str, Any]) -> _Item:
         item = _Item(index, placing.prompt_key(prompt, ui), chosen, prompt, ui)
         try:
-            item.sigs = self.planner.signatures(prompt)
-            item.targets = output_nodes(prompt, self.registry)
+            item.sigs, item.targets = self.planner.plan(prompt)
         except Exception as err:  # noqa: BLE001 - e.g. an IS_CHANGED that raises: this prompt fails
             item.outcome = Outcome(index, error=error_of(err))
             return item

@@ -82,10 +82,13 @@ class Outcome:
 class SweepEngine(Engine):
     """An :class:`Engine` that can name each node's cache key and re-run chosen nodes."""
 
-    def signatures(self, prompt: Mapping[str, Any], outputs: Iterable[str] | None = None) -> dict[str, bytes]:
-        """Cache key of every node a run of ``prompt`` needs, in execution order (nothing runs).
+    def plan(self, prompt: Mapping[str, Any], outputs: Iterable[str] | None = None) -> tuple[dict[str, bytes], list[str]]:
+        """Cache key of every node a run of ``prompt`` needs, in execution order, and the output nodes.
 
-        ``IS_CHANGED`` is called as in a run. Raises :class:`ValidationFailed` for an invalid prompt.
+        Nothing runs; ``IS_CHANGED`` is called as in a run.
+
+        Raises:
+            ValidationFailed: an invalid prompt.
         """
         checked = analyse(prompt, self.registry, outputs)
         if checked.problems:
@@ -93,22 +96,17 @@ class SweepEngine(Engine):
         sigs: dict[str, bytes] = {}
         for nid in order(prompt, checked.needed, checked.deps):
             sigs[nid] = self._signature(nid, checked.defs[nid], prompt[nid].get("inputs", {}), sigs)
-        return sigs
+        return sigs, checked.targets
 
     def run_fresh(self, prompt: Mapping[str, Any], outputs: Iterable[str], extra_pnginfo: Mapping[str, Any] | None = None,
                   ) -> RunResult:
         """Run only ``outputs`` (and their ancestors), executing those nodes even if they are cached."""
         outputs = list(outputs)
         if self.use_cache:
-            for nid, sig in self.signatures(prompt, outputs).items():
+            for nid, sig in self.plan(prompt, outputs)[0].items():
                 if nid in outputs:
                     self._cache.pop(sig, None)
         return self.run(prompt, extra_pnginfo=extra_pnginfo, outputs=outputs)
-
-
-def output_nodes(prompt: Mapping[str, Any], registry: Mapping[str, type]) -> list[str]:
-    """The ids of ``prompt``'s output nodes (SaveImage, ...), as the engine finds them."""
-    return analyse(prompt, registry).targets
 
 
 def local_outputs(sigs: Mapping[str, bytes], outputs: Iterable[str], previous: Iterable[bytes]) -> tuple[str, ...]:
@@ -118,7 +116,7 @@ def local_outputs(sigs: Mapping[str, bytes], outputs: Iterable[str], previous: I
     output node runs unless its key was needed by the previous prompt or by a node before it.
 
     Args:
-        sigs: node id -> cache key of this prompt, in execution order (:meth:`SweepEngine.signatures`).
+        sigs: node id -> cache key of this prompt, in execution order (:meth:`SweepEngine.plan`).
         outputs: this prompt's output node ids. previous: the keys of the prompt run before it.
     """
     wanted, seen, chosen = set(outputs), set(previous), []
