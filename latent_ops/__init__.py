@@ -5,6 +5,7 @@ One package per subject, a few cross-cutting modules at the top (see ``docs/arch
     interp, walk, traverse        interpolation, keyframe walks, traversal sweeps
     latent_format, latents        model latent formats; LATENT dict helpers
     seeds, errors, progress, deps seed rules, the error base class, progress hooks, optional deps
+    limits                        bounds on user-sized work, checked before it starts
     noise/     sampling/          seeded noise; samplers, schedules, the sampling loop
     vae/       checkpoints/       VAEs; diffusion checkpoints and text encoders
     weights/   media/   space/    files of weights; files of pictures; the latent space map

@@ -258,10 +258,26 @@ def test_parse_indices() -> None:
     assert T.parse_indices("all", 4) == [0, 1, 2, 3]
     assert T.parse_indices(" 0-2, 7 ", 8) == [0, 1, 2, 7]
     assert T.parse_indices("3-1", 4) == [3, 2, 1]
-    with pytest.raises(ValueError, match=r"channels .*0\.\.3.*\[0, 9\]"):
+    with pytest.raises(ValueError, match=r"channels .*0\.\.3, got '9' in '0,9'"):
         T.parse_indices("0,9", 4)
     with pytest.raises(ValueError, match="cannot parse 'x'"):
         T.parse_indices("1,x", 4)
+    assert T.parse_indices("0-3," * 256, 4) == [0, 1, 2, 3] * 256  # MAX_INDICES exactly
+    with pytest.raises(ValueError, match=r"^traverse: the number of channels in .* is 1025, at most 1024"):
+        T.parse_indices("0-3," * 256 + "0", 4)
+    with pytest.raises(ValueError, match=r"^traverse: channels must be indices in 0\.\.3, got '0-100000000' in"):
+        T.parse_indices("0-100000000", 4)  # refused before the range is expanded
+
+
+def test_repeated_coordinates_repeat_their_rows(gen: torch.Generator) -> None:
+    x = _latent(gen, 2, 4, 8, 8)
+    for sweep in (T.traverse_channels, lambda x, idx, **kw: T.traverse_pca(x, components=idx, **kw)):
+        for kw in ({"mode": "std"}, {"mode": "quantile", "lo": 0.1, "hi": 0.9}):
+            twice, once = sweep(x, [1, 0, 1], **kw), sweep(x, [1, 0], **kw)
+            assert torch.equal(twice.values[[0, 1, 3, 4]], once.values)
+            assert torch.equal(twice.values[2], twice.values[0]) and torch.equal(twice.values[5], twice.values[3])
+            s = twice.cols
+            assert torch.equal(twice.samples[2 * s:3 * s], twice.samples[:s])
 
 
 def test_check_range_and_indices() -> None:

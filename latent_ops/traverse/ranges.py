@@ -16,6 +16,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..limits import MAX_INDICES, MAX_STEPS, check_at_most, excerpt
+
 RangeMode = Literal["interval", "std", "quantile"]
 Op = Literal["offset", "replace"]
 RANGE_MODES: tuple[str, ...] = ("interval", "std", "quantile")
@@ -26,13 +28,14 @@ def check_range(lo: float, hi: float, steps: int, mode: str) -> None:
     """Raise ``ValueError`` (naming ``traverse`` and the value) for a bad sweep range.
 
     Raises:
-        ValueError: ``mode`` not in :data:`RANGE_MODES`, ``steps`` not an int >= 1, a non-finite
+        ValueError: ``mode`` not in :data:`RANGE_MODES`, ``steps`` not an int in
+            ``1 .. latent_ops.limits.MAX_STEPS``, a non-finite
             ``lo``/``hi``, or quantile levels outside [0, 1].
     """
     if mode not in RANGE_MODES:
         raise ValueError(f"traverse: mode must be one of {RANGE_MODES}, got {mode!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"traverse: steps must be an int >= 1, got {steps!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"traverse: steps must be an int >= 1, got {excerpt(steps)} (at most {MAX_STEPS})")
     for name, v in (("lo", lo), ("hi", hi)):
         if not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValueError(f"traverse: {name} must be a finite number, got {v!r}")
@@ -136,7 +139,8 @@ def parse_indices(text: str, count: int, name: str = "channels") -> list[int]:
         The indices in the order given.
 
     Raises:
-        ValueError: unparsable text or an index outside ``0 .. count-1``.
+        ValueError: unparsable text, an index outside ``0 .. count-1`` (checked on each range
+            before it is expanded) or more than :data:`latent_ops.limits.MAX_INDICES` indices.
     """
     text = text.strip().lower()
     if text in ("", "all"):
@@ -145,11 +149,16 @@ def parse_indices(text: str, count: int, name: str = "channels") -> list[int]:
     for token in re.split(r"[,\s;]+", text):
         if not token:
             continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", token)
+        m = re.fullmatch(r"(\d{1,18})(?:-(\d{1,18}))?", token)
         if m is None:
-            raise ValueError(f"{name}: cannot parse {token!r} in {text!r}; use 'all', '0,1,2' or '0-3'")
+            raise ValueError(f"{name}: cannot parse {excerpt(token, 40)} in {excerpt(text)}; "
+                             "use 'all', '0,1,2' or '0-3'")
         a = int(m.group(1))
         b = int(m.group(2)) if m.group(2) is not None else a
+        if max(a, b) >= count:  # before expanding: '0-100000000' must not build a list first
+            raise ValueError(f"traverse: {name} must be indices in 0..{count - 1}, got {token!r} in {excerpt(text)}")
+        check_at_most("traverse", f"the number of {name} in {excerpt(text, 40)}", len(out) + abs(b - a) + 1,
+                      MAX_INDICES)
         out.extend(range(a, b + 1) if a <= b else range(a, b - 1, -1))
     return check_indices(out, count, name)
 
@@ -158,12 +167,15 @@ def check_indices(indices: Sequence[int] | None, count: int, name: str) -> list[
     """``indices`` as a list of ints in ``0 .. count-1`` (``None`` = all of them).
 
     Raises:
-        ValueError: an empty list or an index out of range, naming ``name``.
+        ValueError: an empty list, an index out of range or more than
+            :data:`latent_ops.limits.MAX_INDICES` indices, naming ``name``.
     """
     if indices is None:
         return list(range(count))
+    check_at_most("traverse", f"the number of {name}", len(indices), MAX_INDICES)
     idx = [int(i) for i in indices]
     bad = [i for i in idx if not 0 <= i < count]
     if not idx or bad:
-        raise ValueError(f"traverse: {name} must be a non-empty list of indices in 0..{count - 1}, got {list(indices)}")
+        raise ValueError(f"traverse: {name} must be a non-empty list of indices in 0..{count - 1}, "
+                         f"got {excerpt(list(indices))}")
     return idx

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..limits import check_elements
 from ..space.pca import fit_pca
 from .ranges import Op, RangeMode, check_indices, sweep_positions, sweep_values
 
@@ -119,14 +120,18 @@ def traverse_channels(latent: Tensor, channels: Sequence[int] | None = None, *, 
         :class:`Traversal` with ``B * len(channels)`` rows; only the swept channel changes.
 
     Raises:
-        ValueError: channel index out of range, channel-count mismatch, NaN/Inf, bad range.
+        ValueError: channel index out of range, channel-count mismatch, NaN/Inf, bad range,
+            or a batch of more than :data:`latent_ops.limits.MAX_ELEMENTS` elements.
     """
     x = check_latent(latent, "latent")
     c = x.shape[1]
     dims = check_indices(channels, c, "channels")
     ref = x if reference is None else check_latent(reference, "reference", c)
-    vals = sweep_values(_pixels(ref)[:, dims], mode, lo, hi, steps, op=op, pingpong=pingpong).float().cpu()
-    b, d, s = x.shape[0], len(dims), vals.shape[1]
+    b, d, s = x.shape[0], len(dims), len(sweep_positions(lo, hi, steps, pingpong=pingpong))
+    check_elements("traverse_channels", "the traversal batch [B, D, S, C, *spatial]", (b, d, s, *x.shape[1:]))
+    distinct = sorted(set(dims))  # statistics once per channel, however often it is listed
+    fitted = sweep_values(_pixels(ref)[:, distinct], mode, lo, hi, steps, op=op, pingpong=pingpong).float().cpu()
+    vals = fitted[[distinct.index(k) for k in dims]]
     spatial = x.shape[2:]
     xf = x.detach().float()
     vd = vals.to(xf.device)
@@ -159,7 +164,8 @@ def traverse_pca(latent: Tensor, reference: Tensor | None = None, *, components:
         variance share, e.g. ``"pc0 (41%)"``.
 
     Raises:
-        ValueError: component out of range, channel mismatch, too few positions, NaN/Inf.
+        ValueError: component out of range, channel mismatch, too few positions, NaN/Inf,
+            or a batch of more than :data:`latent_ops.limits.MAX_ELEMENTS` elements.
     """
     x = check_latent(latent, "latent")
     c = x.shape[1]
@@ -170,6 +176,8 @@ def traverse_pca(latent: Tensor, reference: Tensor | None = None, *, components:
         idx = list(range(components))
     else:
         idx = check_indices(components, c, "components")
+    check_elements("traverse_pca", "the traversal batch [B, D, S, C, *spatial]",
+                   (x.shape[0], len(idx), len(sweep_positions(lo, hi, steps, pingpong=pingpong)), *x.shape[1:]))
     pix = _pixels(ref)
     if pix.shape[0] < max(idx) + 1 or pix.shape[0] < 2:
         raise ValueError(
@@ -178,9 +186,11 @@ def traverse_pca(latent: Tensor, reference: Tensor | None = None, *, components:
         )
     pca = fit_pca(pix, k=max(idx) + 1)
     basis = pca.components[idx]  # (D, C)
-    coords = pca.transform(pix)[:, idx]
-    scale = pca.explained_variance[idx].clamp_min(0).sqrt() if mode == "std" else None
-    vals = sweep_values(coords, mode, lo, hi, steps, op=op, pingpong=pingpong, scale=scale).float().cpu()
+    distinct = sorted(set(idx))  # statistics once per component, however often it is listed
+    coords = pca.transform(pix)[:, distinct]
+    scale = pca.explained_variance[distinct].clamp_min(0).sqrt() if mode == "std" else None
+    fitted = sweep_values(coords, mode, lo, hi, steps, op=op, pingpong=pingpong, scale=scale).float().cpu()
+    vals = fitted[[distinct.index(j) for j in idx]]
     b, d, s = x.shape[0], len(idx), vals.shape[1]
     spatial = x.shape[2:]
     ones = [1] * len(spatial)
@@ -235,7 +245,8 @@ def traverse_direction(latent: Tensor, direction: Tensor, *, mode: RangeMode = "
         :class:`Traversal` with ``B`` rows labelled ``"dir"``; output is linear in ``v``.
 
     Raises:
-        ValueError: direction/reference shape mismatch, zero direction, NaN/Inf, bad range.
+        ValueError: direction/reference shape mismatch, zero direction, NaN/Inf, bad range,
+            or a batch of more than :data:`latent_ops.limits.MAX_ELEMENTS` elements.
     """
     x = check_latent(latent, "latent")
     item = tuple(x.shape[1:])
@@ -264,6 +275,7 @@ def traverse_direction(latent: Tensor, direction: Tensor, *, mode: RangeMode = "
         vals = sweep_values(coords, mode, lo, hi, steps, pingpong=pingpong)
     vals = vals.float().cpu()
     b, s = x.shape[0], vals.shape[1]
+    check_elements("traverse_direction", "the traversal batch [B, S, C, *spatial]", (b, s, *item))
     which = torch.arange(b) if flat.shape[0] == b else torch.zeros(b, dtype=torch.long)
     xf = x.detach().float().flatten(1)  # (B, n)
     out = xf[:, None] + vals[which].to(xf.device)[:, :, None] * step[which].to(xf.device)[:, None]
