@@ -38,10 +38,12 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .latents import Latent
+from .limits import excerpt
 
 Granularity = Literal["sample", "pixel"]
 Magnitude = Literal["slerp", "lerp", "gaussian"]
@@ -51,8 +53,24 @@ MAGNITUDES: tuple[str, ...] = ("slerp", "lerp", "gaussian")
 
 
 def _check_choice(func: str, name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{func}: {name} must be one of {list(choices)}, got {value!r}")
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{func}: {name} must be one of {list(choices)}, got {excerpt(value)}")
+
+
+def as_tensor(func: str, name: str, x: Tensor | np.ndarray) -> Tensor:
+    """``x`` as a tensor: a tensor unchanged, a numpy array shared (``torch.from_numpy``).
+
+    Raises:
+        ValueError: naming ``func`` and ``name``, for ``None`` or anything else.
+    """
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        try:
+            return torch.from_numpy(x)
+        except TypeError as exc:  # object arrays, numpy dtypes torch lacks
+            raise ValueError(f"{func}: {name} is a numpy array of dtype {x.dtype} ({exc})") from None
+    raise ValueError(f"{func}: {name} must be a tensor (or numpy array), got {type(x).__name__}")
 
 
 def check_finite(func: str, name: str, x: Tensor) -> None:
@@ -61,7 +79,9 @@ def check_finite(func: str, name: str, x: Tensor) -> None:
         raise ValueError(f"{func}: {name} contains NaN or Inf")
 
 
-def _check_pair(func: str, a: Tensor, b: Tensor, min_ndim: int, finite: bool = True) -> None:
+def _check_pair(func: str, a: Tensor, b: Tensor, min_ndim: int, finite: bool = True) -> tuple[Tensor, Tensor]:
+    """``(a, b)`` as tensors (:func:`as_tensor`) if they can be interpolated; raises otherwise."""
+    a, b = as_tensor(func, "a", a), as_tensor(func, "b", b)
     if a.shape != b.shape:
         raise ValueError(
             f"{func}: a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
@@ -75,6 +95,7 @@ def _check_pair(func: str, a: Tensor, b: Tensor, min_ndim: int, finite: bool = T
     if finite:
         check_finite(func, "a", a)
         check_finite(func, "b", b)
+    return a, b
 
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -84,7 +105,12 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _as_t(func: str, t: float | Tensor, batch: int, ndim: int, like: Tensor, *, unit: bool) -> Tensor:
     """``t`` in ``like``'s dtype and device, of shape ``(1,)*ndim`` or ``(batch, 1, ...)``, validated."""
-    tt = torch.as_tensor(t).to(device=like.device, dtype=like.dtype)
+    if t is None or isinstance(t, (str, bytes)):
+        raise ValueError(f"{func}: t must be a float or a ({batch},) tensor, got {excerpt(t)}")
+    try:
+        tt = torch.as_tensor(t).to(device=like.device, dtype=like.dtype)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{func}: t must be a float or a ({batch},) tensor, got {type(t).__name__} ({exc})") from None
     if tt.ndim == 0:
         tt = tt.reshape((1,) * ndim)
     elif tt.shape == (batch,):
@@ -101,17 +127,18 @@ def lerp(a: Tensor, b: Tensor, t: float | Tensor) -> Tensor:
     """Linear interpolation ``(1 - t) * a + t * b``; exact endpoints, extrapolates outside [0, 1].
 
     Args:
-        a: ``[B, ...]`` float tensor, returned at ``t = 0``.
+        a: ``[B, ...]`` float tensor (or numpy array), returned at ``t = 0``.
         b: same shape and device as ``a``, returned at ``t = 1``.
-        t: python float, 0-dim tensor, or ``(B,)`` tensor of per-sample weights.
+        t: python float, 0-dim tensor, or ``(B,)`` tensor (or array) of per-sample weights.
 
     Returns:
         ``[B, ...]`` tensor with ``a``'s dtype and device (computed in float32 or float64).
 
     Raises:
-        ValueError: shapes or devices differ, ``t`` has the wrong shape, or any input is NaN/Inf.
+        ValueError: an input that is not a tensor or array (``None``), shapes or devices differ,
+            ``t`` is ``None`` or has the wrong shape, or any input is NaN/Inf.
     """
-    _check_pair("lerp", a, b, min_ndim=1)
+    a, b = _check_pair("lerp", a, b, min_ndim=1)
     dtype = work_dtype(a.dtype)
     x = a.to(dtype)
     tt = _as_t("lerp", t, a.shape[0], a.ndim, x, unit=False)
@@ -191,7 +218,7 @@ def slerp_weights(a: Tensor, b: Tensor, t: float | Tensor, *, granularity: Granu
     Raises:
         ValueError: as :func:`slerp`.
     """
-    _, _, wa, wb = _slerp_parts(a, b, t, granularity, magnitude, eps)
+    a, _, _, wa, wb = _slerp_parts(a, b, t, granularity, magnitude, eps)
     if granularity == "sample":
         wa, wb = (w.reshape((a.shape[0],) + (1,) * (a.ndim - 1)) for w in (wa, wb))
     return wa, wb
@@ -200,18 +227,19 @@ def slerp_weights(a: Tensor, b: Tensor, t: float | Tensor, *, granularity: Granu
 def _vectors(a: Tensor, granularity: str, dtype: torch.dtype) -> Tensor:
     """Vectors along dim 1 in ``dtype``: ``[B, N]`` per sample, ``[B, C, *spatial]`` per pixel."""
     x = a.to(dtype)
-    return x.reshape(x.shape[0], -1) if granularity == "sample" else x
+    return x.flatten(1) if granularity == "sample" else x  # flatten: also for an empty batch
 
 
 def _slerp_parts(a: Tensor, b: Tensor, t: float | Tensor, granularity: str, magnitude: Magnitude,
-                 eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`slerp`'s checks, then its vectors ``x``, ``y`` (see :func:`_vectors`) and weights ``wa``, ``wb``.
+                 eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`slerp`'s checks, then ``a`` as a tensor, its vectors ``x``, ``y`` (see :func:`_vectors`)
+    and weights ``wa``, ``wb``.
 
     ``wa``, ``wb`` are ``(B, 1)`` per sample, ``(B, 1, *spatial)`` per pixel.
     """
     _check_choice("slerp", "granularity", granularity, GRANULARITIES)
     _check_choice("slerp", "magnitude", magnitude, MAGNITUDES)
-    _check_pair("slerp", a, b, min_ndim=2, finite=False)  # NaN/Inf are found from the norms, below
+    a, b = _check_pair("slerp", a, b, min_ndim=2, finite=False)  # NaN/Inf are found from the norms, below
     dtype = work_dtype(a.dtype)
     x, y = _vectors(a, granularity, dtype), _vectors(b, granularity, dtype)
     tt = _as_t("slerp", t, x.shape[0], x.ndim, x, unit=True)
@@ -223,7 +251,7 @@ def _slerp_parts(a: Tensor, b: Tensor, t: float | Tensor, granularity: str, magn
             raise ValueError(f"slerp: {name} is too large (its norm overflows)")
     dot = torch.linalg.vecdot(x, y, dim=1).unsqueeze(1)
     wa, wb = pair_weights(na, nb, dot, tt, spherical=True, magnitude=magnitude, size=x.shape[1], eps=eps)
-    return x, y, wa, wb
+    return a, x, y, wa, wb
 
 
 def slerp(a: Tensor, b: Tensor, t: float | Tensor, *, granularity: Granularity = "sample",
@@ -231,9 +259,10 @@ def slerp(a: Tensor, b: Tensor, t: float | Tensor, *, granularity: Granularity =
     """Spherical interpolation; ``t = 0`` gives ``a`` and ``t = 1`` gives ``b`` exactly.
 
     Args:
-        a: ``[B, ...]`` float tensor (``[B, C, *spatial]`` for ``granularity="pixel"``).
+        a: ``[B, ...]`` float tensor or numpy array (``[B, C, *spatial]`` for
+            ``granularity="pixel"``); ``B = 0`` gives an empty result.
         b: same shape and device as ``a``.
-        t: python float, 0-dim tensor, or ``(B,)`` tensor, all in ``[0, 1]``.
+        t: python float, 0-dim tensor, or ``(B,)`` tensor (or array), all in ``[0, 1]``.
         granularity: ``"sample"``: one angle per batch item over all its elements;
             ``"pixel"``: one angle per position, over the channel vector (dim 1).
         magnitude: ``"slerp"``, ``"lerp"`` or ``"gaussian"`` (see the module docstring).
@@ -244,11 +273,11 @@ def slerp(a: Tensor, b: Tensor, t: float | Tensor, *, granularity: Granularity =
         float64 ``a``). Always finite.
 
     Raises:
-        ValueError: shapes or devices differ (both shapes named), fewer than 2 dims, NaN/Inf
-            in ``a``, ``b`` or ``t``, ``t`` outside ``[0, 1]`` or of the wrong shape, or an
-            unknown ``granularity``/``magnitude``.
+        ValueError: an input that is not a tensor or array, shapes or devices differ (both
+            shapes named), fewer than 2 dims, NaN/Inf in ``a``, ``b`` or ``t``, ``t`` missing,
+            outside ``[0, 1]`` or of the wrong shape, or an unknown ``granularity``/``magnitude``.
     """
-    x, y, wa, wb = _slerp_parts(a, b, t, granularity, magnitude, eps)
+    a, x, y, wa, wb = _slerp_parts(a, b, t, granularity, magnitude, eps)
     out = x * wa
     out.addcmul_(y, wb)
     return out.reshape(a.shape).to(a.dtype)

@@ -25,11 +25,13 @@ from __future__ import annotations
 import math
 from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .interp import MAGNITUDES, Magnitude, _check_choice, check_finite, pair_weights, work_dtype
+from .interp import MAGNITUDES, Magnitude, _check_choice, as_tensor, check_finite, pair_weights, work_dtype
 from .latents import Latent
+from .limits import check_elements, excerpt
 
 Easing = Literal["linear", "smoothstep", "cosine", "ease_in", "ease_out", "ease_in_out", "constant_angular"]
 EASINGS: tuple[str, ...] = (
@@ -64,8 +66,7 @@ def ease(u: Tensor, easing: str, power: float = 2.0) -> Tensor:
         ValueError: unknown easing, ``power <= 0``, or ``u`` outside ``[0, 1]`` or not finite.
     """
     _check_choice("ease", "easing", easing, EASINGS)
-    if not (math.isfinite(power) and power > 0):
-        raise ValueError(f"ease: power must be a finite number > 0, got {power}")
+    _check_power("ease", power)
     if not bool(((u >= 0) & (u <= 1)).all()):
         raise ValueError("ease: u must lie in [0, 1]")
     return _ease(u, easing, power)
@@ -88,22 +89,30 @@ def _ease(u: Tensor, easing: str, power: float) -> Tensor:
     return torch.where(u <= 0, 0.0, torch.where(u >= 1, 1.0, v)).to(u.dtype)
 
 
+def _check_power(func: str, power: float) -> None:
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not (math.isfinite(power) and power > 0):
+        raise ValueError(f"{func}: power must be a finite number > 0, got {excerpt(power)}")
+
+
 def _check_walk(
-    keyframes: Tensor, frames: int, easing: str, method: str, magnitude: str, power: float
-) -> None:
-    if not isinstance(keyframes, Tensor) or keyframes.ndim < 2 or not keyframes.is_floating_point():
-        raise ValueError(
-            f"walk: keyframes must be a float tensor [K, ...], got {getattr(keyframes, 'shape', keyframes)}"
-        )
+    keyframes: Tensor | np.ndarray, frames: int, easing: str, method: str, magnitude: str, power: float
+) -> tuple[Tensor, int]:
+    """``(keyframes, frames)`` as a tensor (:func:`~latent_ops.interp.as_tensor`) and an int; raises if unfit."""
+    keyframes = as_tensor("walk", "keyframes", keyframes)
+    if keyframes.ndim < 2 or not keyframes.is_floating_point():
+        raise ValueError(f"walk: keyframes must be a float tensor [K, ...], got {keyframes.dtype} "
+                         f"{tuple(keyframes.shape)}")
     if keyframes.shape[0] < 2:
         raise ValueError(f"walk: needs at least 2 keyframes, got shape {tuple(keyframes.shape)}")
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
-        raise ValueError(f"walk: frames must be an int >= 2, got {frames!r}")
+    if isinstance(frames, (bool, np.bool_)) or not isinstance(frames, (int, np.integer)) or frames < 2:
+        raise ValueError(f"walk: frames must be an int >= 2, got {excerpt(frames)}")
+    frames = int(frames)
+    check_elements("walk", "the frames [frames, ...]", (frames, *keyframes.shape[1:]))
     _check_choice("walk", "easing", easing, EASINGS)
     _check_choice("walk", "method", method, METHODS)
     _check_choice("walk", "magnitude", magnitude, MAGNITUDES)
-    if not (math.isfinite(power) and power > 0):
-        raise ValueError(f"walk: power must be a finite number > 0, got {power}")
+    _check_power("walk", power)
+    return keyframes, frames
 
 
 def _positions(lengths: Tensor | None, segments: int, frames: int, loop: bool) -> tuple[Tensor, Tensor]:
@@ -144,7 +153,7 @@ def _plan(
     power: float,
     eps: float,
 ) -> _Plan:
-    _check_walk(keyframes, frames, easing, method, magnitude, power)
+    keyframes, frames = _check_walk(keyframes, frames, easing, method, magnitude, power)
     k = keyframes.shape[0]
     x = keyframes.reshape(k, -1).to(work_dtype(keyframes.dtype))
     norms = torch.linalg.vector_norm(x, dim=1)
@@ -211,7 +220,7 @@ def walk(keyframes: Tensor, frames: int, *, easing: str = "linear", loop: bool =
     """Walk through ``K`` keyframes in ``frames`` frames (per-sample slerp or lerp per segment).
 
     Args:
-        keyframes: ``[K, C, H, W]`` (any ``[K, ...]``) float tensor, ``K >= 2``.
+        keyframes: ``[K, C, H, W]`` (any ``[K, ...]``) float tensor or numpy array, ``K >= 2``.
         frames: number of output frames, ``>= 2``.
         easing: one of :data:`EASINGS`, applied within each segment (see the module docstring).
         loop: add a segment from the last keyframe back to keyframe 0 and stop one frame short
@@ -228,10 +237,13 @@ def walk(keyframes: Tensor, frames: int, *, easing: str = "linear", loop: bool =
         ``[frames, ...]`` tensor with ``keyframes``' dtype and device (``out`` if given).
 
     Raises:
-        ValueError: fewer than 2 keyframes or frames, NaN/Inf keyframes, unknown
-            ``easing``/``method``/``magnitude``, ``power <= 0``, or an unsuitable ``out``.
+        ValueError: keyframes that are not a tensor or array, fewer than 2 keyframes or frames,
+            more than :data:`latent_ops.limits.MAX_ELEMENTS` output elements, NaN/Inf keyframes,
+            unknown ``easing``/``method``/``magnitude``, ``power <= 0``, or an unsuitable ``out``.
     """
+    keyframes = as_tensor("walk", "keyframes", keyframes)
     p = _plan(keyframes, frames, easing, loop, method, magnitude, power, 1e-6)
+    frames = int(frames)
     shape = (frames, *keyframes.shape[1:])
     if out is not None and (
         tuple(out.shape) != shape
