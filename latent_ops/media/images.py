@@ -19,6 +19,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from .. import progress
+from ..limits import MAX_GRID_PIXELS, MAX_LABEL_CHARS, MAX_TILES, check_at_most, excerpt
 from .files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -90,14 +92,13 @@ def drawable(text: str, font: Font) -> str:
         return "".join(c if ord(c) < 256 else _SPELLED.get(c, "?") for c in text)
     missing = font.getmask("\uffff")
     missing_key = (missing.size, bytes(missing))
-    out = []
-    for c in text:
+    swap = {}
+    for c in set(text):  # each distinct character rendered once, however long the text
         if ord(c) >= 128:
             m = font.getmask(c)
             if (m.size, bytes(m)) == missing_key:
-                c = _SPELLED.get(c, "?")
-        out.append(c)
-    return "".join(out)
+                swap[c] = _SPELLED.get(c, "?")
+    return "".join(swap.get(c, c) for c in text) if swap else text
 
 
 def _text_size(font: Font, text: str) -> tuple[int, int]:
@@ -108,6 +109,7 @@ def _text_size(font: Font, text: str) -> tuple[int, int]:
 def _fit_font(texts: Sequence[str], size: int, width: int) -> Font:
     """The largest font at most ``size`` px (down to 7) in which every text fits ``width``."""
     for s in range(size, 6, -1):
+        progress.check()
         font = load_font(s)
         if not isinstance(font, ImageFont.FreeTypeFont):
             return font
@@ -177,7 +179,9 @@ def grid(images: Tensor, *, rows: int | None = None, cols: int | None = None, ro
         ``[1, H', W', 3]`` float32.
 
     Raises:
-        ValueError: bad image shape, NaN/Inf, label counts that don't match, bad sizes.
+        ValueError: bad image shape, NaN/Inf, label counts that don't match, bad sizes, a label
+            longer than :data:`latent_ops.limits.MAX_LABEL_CHARS` or a sheet of more than
+            :data:`latent_ops.limits.MAX_GRID_PIXELS` pixels (both refused before any drawing).
     """
     _check_image(images, "grid: images", batched=True)
     b, h, w, _ = images.shape
@@ -192,6 +196,11 @@ def grid(images: Tensor, *, rows: int | None = None, cols: int | None = None, ro
         raise ValueError(f"grid: pad must be >= 0 and background in [0, 1], got pad={pad}, background={background}")
     if font_size is not None and font_size < 1:
         raise ValueError(f"grid: font_size must be >= 1 or None, got {font_size}")
+    for name, seq in (("labels", labels), ("row_labels", row_labels), ("col_labels", col_labels)):
+        for i, text in enumerate(seq):
+            if len(text) > MAX_LABEL_CHARS:
+                raise ValueError(f"grid: {name}[{i}] has {len(text)} characters ({excerpt(text, 20)}), "
+                                 f"at most {MAX_LABEL_CHARS} are drawn")
     h, w = h * scale, w * scale
     size = font_size if font_size is not None else max(10, min(32, round(w / 6)))
     font = load_font(size)
@@ -201,6 +210,8 @@ def grid(images: Tensor, *, rows: int | None = None, cols: int | None = None, ro
     top = line if col_labels else 0
     cell_h = h + (line if labels else 0)
     width, height = left + pad + cols * (w + pad), top + pad + rows * (cell_h + pad)
+    check_at_most("grid", f"the sheet's size in pixels ({width} x {height})", width * height, MAX_GRID_PIXELS,
+                  "use fewer columns, a smaller scale, pad or font_size")
 
     canvas = torch.full((height, width, 3), float(background), dtype=torch.float32)
     pics = images.detach().to("cpu", torch.float32)
@@ -213,6 +224,7 @@ def grid(images: Tensor, *, rows: int | None = None, cols: int | None = None, ro
         canvas[y0:y0 + h, x0:x0 + w] = pics[i]
         if labels:
             _draw_centered(mask, (x0, y0 + h, x0 + w, y0 + cell_h), labels[i], cell_font)
+        progress.report(i + 1, b)
     for c, text in enumerate(col_labels):
         x0 = left + pad + c * (w + pad)
         _draw_centered(mask, (x0, 0, x0 + w, top), text, cell_font)
@@ -269,8 +281,8 @@ def split_grid(image: Tensor, tile_height: int, tile_width: int, *, limit: int =
         (or ``limit`` if smaller), in the input's dtype.
 
     Raises:
-        ValueError: bad shape or tile size, a sheet that is not a whole number of tiles, or
-            ``limit < 0``.
+        ValueError: bad shape or tile size, a sheet that is not a whole number of tiles,
+            ``limit < 0``, or more than :data:`latent_ops.limits.MAX_TILES` tiles kept.
     """
     _check_image(image, "split_grid: image", batched=True)
     b, h, w, _ = image.shape
@@ -281,6 +293,9 @@ def split_grid(image: Tensor, tile_height: int, tile_width: int, *, limit: int =
         raise ValueError(f"split_grid: image {h}x{w} (HxW) is not a whole number of "
                          f"{tile_height}x{tile_width} tiles")
     rows, cols = h // tile_height, w // tile_width
+    kept = min(b * rows * cols, limit) if limit else b * rows * cols
+    check_at_most("split_grid", f"the number of {tile_height}x{tile_width} tiles kept", kept, MAX_TILES,
+                  "use a larger tile size or set limit")
     tiles = image.reshape(b, rows, tile_height, cols, tile_width, 3).permute(0, 1, 3, 2, 4, 5)
     tiles = tiles.reshape(b * rows * cols, tile_height, tile_width, 3)
     return (tiles[:limit] if limit else tiles).clone()
