@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from .. import interp
+from ..limits import MAX_VARIATIONS, check_at_most, excerpt
 from ..seeds import MAX_SEED, check_seed
 
 __all__ = [
@@ -92,35 +93,47 @@ def parse_variations(text: str) -> list[tuple[int, float]]:
 
     Raises:
         ValueError: naming the offending item for bad syntax, a seed outside [0, 2**64) or a
-            weight outside [0, 1].
+            weight outside [0, 1]; more than :data:`latent_ops.limits.MAX_VARIATIONS` items
+            (counted before parsing).
     """
     if not isinstance(text, str):
         raise ValueError(f"variations: expected a string like '123:0.2, 456:0.1', got {type(text).__name__}")
     out: list[tuple[int, float]] = []
     if not text.strip():
         return out
+    check_at_most("variations", "the number of items", text.count(",") + text.count("|") + 1, MAX_VARIATIONS)
     for item in re.split(r"[,|]", text):
         m = _ITEM.match(item)
         if m is None:
-            raise ValueError(
-                f"variations: cannot parse item {item.strip()!r} in {text!r}; expected 'seed:weight', e.g. '123:0.2'"
-            )
-        seed = check_seed(int(m.group(1)), f"variations seed in {item.strip()!r}")
-        weight = check_strength(float(m.group(2)), f"variations weight in {item.strip()!r}")
+            raise ValueError(f"variations: cannot parse item {excerpt(item.strip(), 40)} in {excerpt(text)}; "
+                             "expected 'seed:weight', e.g. '123:0.2'")
+        seed = check_seed(int(m.group(1)), f"variations seed in {excerpt(item.strip(), 40)}")
+        weight = check_strength(float(m.group(2)), f"variations weight in {excerpt(item.strip(), 40)}")
         out.append((seed, weight))
     return out
 
 
 def check_variations(variations: Sequence[tuple[int, float]] | str) -> list[tuple[int, float]]:
-    """Validate a variation list (or parse a string); returns ``[(seed, weight), ...]``."""
+    """Validate a variation list (or parse a string); returns ``[(seed, weight), ...]``.
+
+    Raises:
+        ValueError: as :func:`parse_variations`, for an item that is not a pair, or for more than
+            :data:`latent_ops.limits.MAX_VARIATIONS` items.
+    """
     if isinstance(variations, str):
         return parse_variations(variations)
+    try:
+        count = len(variations)
+    except TypeError:
+        raise ValueError(f"variations must be a list of (seed, weight) pairs or a string, "
+                         f"got {type(variations).__name__}") from None
+    check_at_most("variations", "the number of items", count, MAX_VARIATIONS)
     out = []
     for i, item in enumerate(variations):
         try:
             seed, weight = item
         except (TypeError, ValueError):
-            raise ValueError(f"variations[{i}] must be a (seed, weight) pair, got {item!r}") from None
+            raise ValueError(f"variations[{i}] must be a (seed, weight) pair, got {excerpt(item)}") from None
         out.append(
             (check_seed(seed, f"variations[{i}] seed"), check_strength(weight, f"variations[{i}] weight"))
         )

@@ -4,7 +4,8 @@ Similar pictures have close codes, so clustering the latents sorts the images. :
 works on any ``[N, D]`` feature matrix (seeded k-means++ initialisation, Lloyd iterations,
 restarts); :func:`cluster` applies it to a latent batch and returns the centroids *as latents*
 ``[k, C, H, W]``, ready to decode ("the average cat"). When ``k`` is not given it is chosen by the
-best :func:`silhouette_score`.
+best :func:`silhouette_score`. Scores against true classes (:func:`purity`,
+:func:`adjusted_rand_index`) live in :mod:`.scores` and are re-exported here.
 
 All randomness comes from one explicit CPU ``torch.Generator`` made from ``seed`` (any seed in
 ``[0, 2**64)``) by :func:`latent_ops.seeds.cpu_generator`.
@@ -21,8 +22,15 @@ import torch
 from torch import Tensor
 
 from .. import progress
+from ..limits import MAX_KMEANS_WORK, check_at_most
 from ..seeds import check_seed, cpu_generator
 from .project import FeatureKind, check_latents, features
+from .scores import adjusted_rand_index, contingency, purity
+
+__all__ = [
+    "Clustering", "KMeansResult", "adjusted_rand_index", "cluster", "contingency", "kmeans", "kmeans_plus_plus",
+    "kmeans_work", "purity", "silhouette_score", "sq_distances",
+]
 
 
 def _check_matrix(x: Tensor, name: str) -> None:
@@ -31,6 +39,24 @@ def _check_matrix(x: Tensor, name: str) -> None:
         raise ValueError(f"{name}: x must be a 2-D tensor (N, D), got {shape}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name}: x contains NaN or Inf")
+
+
+def kmeans_work(n: int, d: int, ks: range | list[int], n_init: int, silhouette_sample: int | None = None) -> int:
+    """Estimated multiply-adds of clustering ``n`` points of ``d`` features for each ``k`` in ``ks``.
+
+    Per restart and ``k``: k-means++ (``k (2 + ln k)`` distance columns) and one Lloyd pass
+    (``k + 1``), each ``n * d``; plus, with ``silhouette_sample``, one ``S^2 d`` silhouette per ``k``
+    (``S = min(n, silhouette_sample)``). Lloyd iterations repeat the pass, so this is a lower bound
+    that :data:`latent_ops.limits.MAX_KMEANS_WORK` caps before anything runs.
+    """
+    per_point = sum(k * (3 + math.log(k)) + 1 for k in ks)
+    sil = 0 if silhouette_sample is None else len(ks) * min(n, silhouette_sample) ** 2 * d
+    return int(n_init * n * d * per_point + sil)
+
+
+def _check_work(func: str, work: int, what: str) -> None:
+    check_at_most(func, f"the estimated work of {what} (multiply-adds)", work, MAX_KMEANS_WORK,
+                  "lower k, k_max or n_init, or cluster a smaller feature (channel_stats, pooled)")
 
 
 def sq_distances(x: Tensor, centers: Tensor, *, chunk: int = 4096) -> Tensor:
@@ -82,6 +108,7 @@ def kmeans_plus_plus(x: Tensor, k: int, generator: torch.Generator, *, chunk: in
     chosen = [first]
     closest = sq_distances(x, x[first : first + 1], chunk=chunk)[:, 0]
     for _ in range(1, k):
+        progress.check()
         total = float(closest.sum())
         if total <= 0:  # every point sits on a chosen center: take unused rows in order
             used = set(chosen)
@@ -112,6 +139,7 @@ def _lloyd(x: Tensor, centers: Tensor, max_iter: int, tol: float, chunk: int) ->
     k = centers.shape[0]
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
+        progress.check()
         labels, dist = _assign(x, centers, chunk)
         counts = torch.bincount(labels, minlength=k)
         sums = torch.zeros_like(centers).index_add_(0, labels, x)
@@ -160,6 +188,7 @@ def kmeans(x: Tensor, k: int, *, seed: int = 0, n_init: int = 4, max_iter: int =
         raise ValueError(f"kmeans: k={k} must be in 1..N={n} (number of samples)")
     if n_init < 1 or max_iter < 1 or tol < 0 or chunk < 1:
         raise ValueError(f"kmeans: need n_init >= 1, max_iter >= 1, tol >= 0, chunk >= 1; got {n_init}, {max_iter}, {tol}, {chunk}")
+    _check_work("kmeans", kmeans_work(n, x.shape[1], [int(k)], n_init), f"k={k}, n_init={n_init} on {tuple(x.shape)}")
     report = callback or progress.report
     xf = x.detach().float()
     mean = xf.mean(0)
@@ -218,6 +247,7 @@ def silhouette_score(x: Tensor, labels: Tensor, *, sample_size: int | None = 200
     xn = (xf * xf).sum(1)
     s_all = torch.empty(n, dtype=torch.float64, device=xf.device)
     for s in range(0, n, chunk):
+        progress.check()
         xb = xf[s : s + chunk]
         d = (xb @ xf.T).mul_(-2.0).add_(xn[None, :]).add_(xn[s : s + chunk, None]).clamp_min_(0).sqrt_()
         rows = torch.arange(s, s + xb.shape[0], device=xf.device)
@@ -303,6 +333,8 @@ def cluster(latents: Tensor, k: int | None = None, *, k_min: int = 2, k_max: int
             raise ValueError(f"cluster: k_min={k_min} is more than N-1={n - 1} for {n} latents")
         fits: dict[int, KMeansResult] = {}
         candidates = range(int(k_min), hi + 1)
+        _check_work("cluster", kmeans_work(n, x.shape[1], candidates, n_init, silhouette_sample),
+                    f"k={k_min}..{hi}, n_init={n_init} on {n} latents of {x.shape[1]} features")
         for i, kk in enumerate(candidates):
             fit = kmeans(x, kk, seed=seed, n_init=n_init, callback=lambda *_: None)
             if torch.unique(fit.labels).numel() < 2:
@@ -324,68 +356,3 @@ def cluster(latents: Tensor, k: int | None = None, *, k_min: int = 2, k_max: int
     sums.index_add_(0, labels, latents.float())
     centroids = (sums / counts.view(-1, 1, 1, 1)).to(latents.dtype)
     return Clustering(fit.labels.cpu(), centroids, fit.centers.cpu(), kk, fit.inertia, feature, scores)
-
-
-def contingency(labels: Tensor, truth: Tensor, name: str = "contingency") -> Tensor:
-    """Counts ``table[i, j]`` of points in cluster ``i`` (sorted distinct ids) with class ``j``.
-
-    Args:
-        labels: ``(N,)`` cluster ids; truth: ``(N,)`` true class ids (any integers).
-
-    Returns:
-        ``(clusters, classes)`` int64 table.
-
-    Raises:
-        ValueError: for mismatched or empty inputs.
-    """
-    if labels.ndim != 1 or labels.shape != truth.shape or labels.numel() == 0:
-        raise ValueError(f"{name}: labels {tuple(labels.shape)} and truth {tuple(truth.shape)} must be equal, non-empty (N,)")
-    _, li = torch.unique(labels.cpu(), return_inverse=True)
-    _, ti = torch.unique(truth.cpu(), return_inverse=True)
-    table = torch.zeros(int(li.max()) + 1, int(ti.max()) + 1, dtype=torch.long)
-    return table.index_put_((li, ti), torch.ones_like(li), accumulate=True)
-
-
-def purity(labels: Tensor, truth: Tensor) -> float:
-    """Cluster purity: the share of points whose cluster's majority true class is their own.
-
-    Not corrected for chance: many small clusters, or one dominant class, score high anyway
-    (see :func:`adjusted_rand_index`).
-
-    Args:
-        labels: ``(N,)`` cluster ids; truth: ``(N,)`` true class ids (any integers).
-
-    Returns:
-        Purity in ``(0, 1]`` (1 = every cluster holds one class only).
-
-    Raises:
-        ValueError: for mismatched or empty inputs.
-    """
-    table = contingency(labels, truth, "purity")
-    return float(table.max(1).values.sum()) / labels.numel()
-
-
-def adjusted_rand_index(labels: Tensor, truth: Tensor) -> float:
-    """Adjusted Rand index (Hubert & Arabie 1985): pair agreement corrected for chance.
-
-    1 for identical partitions (up to renaming), about 0 for random labels.
-
-    Args:
-        labels: ``(N,)`` cluster ids; truth: ``(N,)`` true class ids.
-
-    Returns:
-        The ARI (``1.0`` when both partitions are trivial in the same way).
-
-    Raises:
-        ValueError: for mismatched or empty inputs.
-    """
-    table = contingency(labels, truth, "adjusted_rand_index").double()
-    n = float(table.sum())
-
-    def pairs(v: Tensor) -> float:
-        return float((v * (v - 1) / 2).sum())
-
-    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
-    expected = rows * cols / (n * (n - 1) / 2) if n > 1 else 0.0
-    top = (rows + cols) / 2
-    return 1.0 if top == expected else (index - expected) / (top - expected)
