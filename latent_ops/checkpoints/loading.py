@@ -90,7 +90,7 @@ def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu", dty
         if not index.is_file():
             raise CheckpointError(f"{p}: not a model folder (no model_index.json)")
         if str(_read_json(index).get("_class_name", "")).startswith("LatentOps") or p.resolve() == EMBEDDED_DIR:
-            return _load_embedded(p, device)
+            return _load_embedded(p, device, dtype)
         return load_diffusers_folder(p, device=device, dtype=dtype, prediction=prediction)
     if p.is_file():
         return load_single_file(p, device=device, dtype=dtype, prediction=prediction,
@@ -98,17 +98,18 @@ def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu", dty
     raise CheckpointError(f"{p}: no such checkpoint file or folder")
 
 
-def _load_embedded(folder: Path, device: torch.device | str) -> tuple[DiffusionModel, TextEncoder, Any]:
+def _load_embedded(folder: Path, device: torch.device | str,
+                   dtype: torch.dtype) -> tuple[DiffusionModel, TextEncoder, Any]:
     from ..embedded.loader import load_embedded
 
-    backbone, text_encoder, vae_module, cfg = load_embedded(folder)
+    backbone, text_encoder, vae_module, cfg = load_embedded(folder, device, dtype)
     vcfg = vae_module.config
     fmt = cfg.get("latent_format")
     if not isinstance(fmt, LatentFormat):
         fmt = latent_format_from_config(vcfg, "embedded")
     from ..vae.wrapper import VAE
 
-    vae = VAE(vae_module, fmt, "embedded", device=device)
+    vae = VAE(vae_module, fmt, "embedded", device=device, dtype=dtype)
     model = DiffusionModel(backbone, sampling_from_config(cfg), fmt, device=device, name=DEFAULT_NAME)
     return model, text_encoder, vae
 

@@ -108,8 +108,10 @@ def latent_format_from_vae_config(cfg: dict) -> LatentFormat:
     return latent_format_from_config(cfg, "embedded")
 
 
-def load_embedded(folder: str | Path = DEFAULT_DIR, device: torch.device | str = "cpu") -> EmbeddedParts:
-    """Load an embedded-model folder (float32 networks on ``device``, eval mode).
+def load_embedded(folder: str | Path = DEFAULT_DIR, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> EmbeddedParts:
+    """Load an embedded-model folder (networks on ``device`` in ``dtype``, eval mode; the text
+    encoder is a look-up table whose CONDITIONING stays on the CPU, as ComfyUI's does).
 
     Raises:
         ValueError: not an embedded folder, missing parts, or an unsupported config.
@@ -127,8 +129,8 @@ def load_embedded(folder: str | Path = DEFAULT_DIR, device: torch.device | str =
     sched = _read(folder / "scheduler" / "scheduler_config.json")
     if sched.get("prediction_type", "epsilon") != "epsilon":
         raise ValueError(f"load_embedded: only epsilon prediction is supported, got {sched.get('prediction_type')!r}")
-    vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32).to(device).eval()
-    unet = UNet2DModel.from_pretrained(folder / "unet", torch_dtype=torch.float32).to(device).eval()
+    vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval()
+    unet = UNet2DModel.from_pretrained(folder / "unet", torch_dtype=dtype).to(device).eval()
     if unet.config.class_embed_type != "identity":
         raise ValueError(f"load_embedded: unet class_embed_type must be 'identity', got {unet.config.class_embed_type!r}")
     text_encoder = ClassTextEncoder.load(folder / "text_encoder")
