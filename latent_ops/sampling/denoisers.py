@@ -104,17 +104,28 @@ class DiscreteSampling(_SigmaTable):
         betas = betas_for(schedule, timesteps, linear_start, linear_end)
         return cls(torch.cumprod(1.0 - betas, dim=0), prediction, continuous=continuous)
 
+    def _log_sigmas_on(self, device: torch.device) -> Tensor:
+        """``log_sigmas`` on ``device``, copied there once: a model call on a GPU makes no host round trip."""
+        if self.log_sigmas.device == device:
+            return self.log_sigmas
+        copies = self.__dict__.setdefault("_log_sigmas_copies", {})
+        if device not in copies:
+            copies[device] = self.log_sigmas.to(device)
+        return copies[device]
+
     def timestep(self, sigma: Tensor) -> Tensor:
-        """Sigma (any shape) -> model timestep: nearest table index (ComfyUI), or interpolated."""
+        """Sigma (any shape) -> model timestep: nearest table index (ComfyUI), or interpolated.
+        Computed on ``sigma``'s device."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32)
-        log_sigma = sigma.log().to(self.log_sigmas.device)
-        dists = log_sigma.reshape(1, -1) - self.log_sigmas[:, None]
+        table = self._log_sigmas_on(sigma.device)
+        log_sigma = sigma.log()
+        dists = log_sigma.reshape(1, -1) - table[:, None]
         if not self.continuous:
-            return dists.abs().argmin(dim=0).view(sigma.shape).to(sigma.device)
-        low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=len(self.log_sigmas) - 2)
-        lo, hi = self.log_sigmas[low], self.log_sigmas[low + 1]
+            return dists.abs().argmin(dim=0).view(sigma.shape)
+        low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=len(table) - 2)
+        lo, hi = table[low], table[low + 1]
         w = ((lo - log_sigma.reshape(-1)) / (lo - hi)).clamp(0, 1)
-        return ((1 - w) * low + w * (low + 1)).view(sigma.shape).to(sigma.device)
+        return ((1 - w) * low + w * (low + 1)).view(sigma.shape)
 
     def sigma(self, timestep: Tensor) -> Tensor:
         """Timestep (float, any shape) -> sigma by log-linear interpolation of the table."""
