@@ -19,6 +19,7 @@ if "." in (__package__ or ""):  # <root>.nodes: the repository root imported as 
     from .. import latent_ops as _root
     from ..latent_ops import (
         checkpoints,
+        devices,
         interp,
         latent_format,
         latents,
@@ -45,6 +46,7 @@ else:  # latent_ops_nodes, installed beside the top-level latent_ops
     import latent_ops as _root
     from latent_ops import (
         checkpoints,
+        devices,
         interp,
         latent_format,
         latents,

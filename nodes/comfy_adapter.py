@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ._library import files, model_paths, per_image, progress, schedules
+from ._library import devices, files, model_paths, per_image, progress, schedules
 from ._library import samplers as sampling_registry
 
 
@@ -57,23 +57,31 @@ def model_folders(kind: str) -> list[Path]:
 
 
 def intermediate_device():  # noqa: ANN201 - torch.device
-    """ComfyUI's device for node outputs (CPU unless --gpu-only); CPU headless."""
+    """ComfyUI's device for node outputs (CPU unless --gpu-only); headless
+    :func:`latent_ops.devices.intermediate_device` (the CPU)."""
     mm = _comfy("comfy.model_management")
     if mm is not None and hasattr(mm, "intermediate_device"):
         return mm.intermediate_device()
-    import torch
-
-    return torch.device("cpu")
+    return devices.intermediate_device()
 
 
 def compute_device():  # noqa: ANN201 - torch.device
-    """ComfyUI's torch device for heavy work; CPU headless."""
+    """ComfyUI's torch device for heavy work; headless :func:`latent_ops.devices.compute_device`
+    (``--device``, ``$LATENT_OPS_DEVICE``, else a GPU when present)."""
     mm = _comfy("comfy.model_management")
     if mm is not None and hasattr(mm, "get_torch_device"):
         return mm.get_torch_device()
-    import torch
+    return devices.compute_device()
 
-    return torch.device("cpu")
+
+def compute_dtype():  # noqa: ANN201 - torch.dtype
+    """Precision of the networks a loader builds: ComfyUI's ``unet_dtype`` for its device inside
+    ComfyUI; headless :func:`latent_ops.devices.compute_dtype` (``--dtype``, ``$LATENT_OPS_DTYPE``,
+    else half precision on a GPU and float32 on the CPU)."""
+    mm = _comfy("comfy.model_management")
+    if mm is not None and hasattr(mm, "unet_dtype") and hasattr(mm, "get_torch_device"):
+        return mm.unet_dtype(device=mm.get_torch_device())
+    return devices.compute_dtype()
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._library import checkpoints, diffusion, noise, schedules, seeds
 from ._library import samplers as sampling
-from .comfy_adapter import compute_device, model_folders, progress_callback
+from .comfy_adapter import compute_device, compute_dtype, model_folders, progress_callback
 
 MODEL, CLIP = "LATENT_OPS_MODEL", "LATENT_OPS_CLIP"
 
@@ -38,7 +38,7 @@ class LatentOpsCheckpointLoader:
 
     def load(self, ckpt_name: str) -> tuple:
         path = checkpoints.resolve_checkpoint(ckpt_name, model_folders("checkpoints"), model_folders("diffusers"))
-        return tuple(checkpoints.load_checkpoint(path, device=compute_device()))
+        return tuple(checkpoints.load_checkpoint(path, device=compute_device(), dtype=compute_dtype()))
 
 
 class LatentOpsTextEncode:

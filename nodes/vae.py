@@ -12,7 +12,7 @@ from ._library import vae_calls as vae_any
 from ._library import vae_loading as models
 
 FAMILY_CHOICES = ["auto", *models.FAMILIES]
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "auto": "auto"}
 
 
 def _choices() -> list[str]:
@@ -48,7 +48,8 @@ class LatentOpsVAELoader:
                 ),
                 "dtype": (
                     list(DTYPES),
-                    {"default": "fp32", "tooltip": "Compute precision; half-precision chunks with NaN/Inf are redone in fp32."},
+                    {"default": "fp32", "tooltip": "Compute precision; half-precision chunks with NaN/Inf are redone in fp32. "
+                                        "auto: the runner's --dtype (ComfyUI's choice inside ComfyUI)."},
                 ),
             },
         }
@@ -64,7 +65,7 @@ class LatentOpsVAELoader:
             family=None if family == "auto" else family,
             allow_pickle=allow_pickle,
             device=comfy_adapter.compute_device(),
-            dtype=getattr(torch, DTYPES[dtype]),
+            dtype=comfy_adapter.compute_dtype() if dtype == "auto" else getattr(torch, DTYPES[dtype]),
         )
         return (vae,)
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import devices
 from ..media import files
 from . import (
     Engine,
@@ -47,8 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latent-ops", description="Run ComfyUI workflows headless (API or UI "
                                      "format JSON, or a PNG that carries one).")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="validate and run a workflow")
-    check = sub.add_parser("validate", help="validate a workflow without running it")
+    run, check = devices.add_arguments(sub.add_parser("run", help="validate and run a workflow")), sub.add_parser("validate", help="validate a workflow without running it")
     for p in (run, check):
         p.add_argument("workflow", type=Path, help="workflow .json (API or UI format) or .png")
         p.add_argument("--input-dir", type=Path, default=Path("input"), help="folder LoadImage/LoadLatent read from (default ./input)")
@@ -379,7 +379,7 @@ def main(argv: Sequence[str] | None, registry: Mapping[str, type], display_names
     in_dir = getattr(args, "input_dir", None)
     try:
         with files.using(input_dir=in_dir, output_dir=getattr(args, "out", None), temp_dir=getattr(args, "temp_dir", None)):
-            with _model_paths(args) if hasattr(args, "models_dir") else contextlib.nullcontext():
+            with _model_paths(args) if hasattr(args, "models_dir") else contextlib.nullcontext(), devices.using(getattr(args, "device", None), getattr(args, "dtype", None)):
                 return _COMMANDS[args.command](args, registry, display_names)
     except UsageError as err:
         _emit(args, {"ok": False, "error": {"type": "usage", "message": str(err)}}, f"latent-ops: {err}", err=True)
