@@ -10,6 +10,9 @@ import types
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Goldens are CPU float32 figures: nodes run on the CPU unless LATENT_OPS_DEVICE names another device
+# (tests/test_gpu.py picks CUDA itself), also in the subprocesses the CLI tests start.
+os.environ.setdefault("LATENT_OPS_DEVICE", "cpu")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
