@@ -97,19 +97,25 @@ class LatentOpsSampler:
                 "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000, "tooltip": "Step to stop at."}),
                 "return_with_leftover_noise": ("BOOLEAN", {"default": False,
                                                "tooltip": "Stop early without finishing the last step's denoise."}),
+                "ensd": ("INT", {"default": 0, "min": 0, "max": seeds.MAX_SEED, "tooltip": (
+                    "A1111's 'Eta noise seed delta' for ancestral samplers' step noise. 0 (A1111's default): with the "
+                    "a1111 conventions step noise continues each image's initial-noise generator, as in A1111. Not 0: "
+                    "image k's step noise comes from a generator seeded seed + k + ensd. SDE samplers (Brownian "
+                    "trees seeded with seed + k) ignore it, as A1111 does.")}),
             },
         }
 
     def sample(self, model: object, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
                positive: list, negative: list, latent_image: dict, denoise: float, noise_convention: str,
                subseed: int, subseed_strength: float, noise: dict | None = None, add_noise: bool = True,
-               start_at_step: int = 0, end_at_step: int = 10000, return_with_leftover_noise: bool = False) -> tuple:
+               start_at_step: int = 0, end_at_step: int = 10000, return_with_leftover_noise: bool = False,
+               ensd: int = 0) -> tuple:
         out = diffusion.sample(
             model, latent_image, positive, negative, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name,
             scheduler=scheduler, denoise=denoise, noise_convention=noise_convention, subseed=subseed,
             subseed_strength=subseed_strength, start_step=start_at_step or None, end_step=end_at_step,
             add_noise=add_noise, return_leftover_noise=return_with_leftover_noise,
-            noise=None if noise is None else noise["samples"], callback=progress_callback(steps))
+            noise=None if noise is None else noise["samples"], ensd=ensd, callback=progress_callback(steps))
         return (out,)
 
 

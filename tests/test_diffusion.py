@@ -223,3 +223,19 @@ def test_stacked_variation_weight_one_is_that_seed():
     a = sample(model, _empty(), POS, NEG, **kw, variations=[(42, 1.0)])["samples"]
     b = sample(model, _empty(), POS, NEG, **{**kw, "seed": 42})["samples"]
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_ensd_reaches_the_ancestral_step_noise_only():
+    """sample(ensd=...): A1111's eta noise seed delta changes ancestral samplers' step noise, not the initial
+    noise, deterministic samplers or the Brownian trees of SDE samplers (as in A1111)."""
+    model = make_model()
+    for convention in ("a1111", "comfy"):
+        kw = {**KW, "steps": 6, "noise_convention": convention}
+        runs = {(name, ensd): sample(model, _empty(2), POS, NEG, **{**kw, "sampler_name": name}, ensd=ensd)["samples"]
+                for name in ("euler_ancestral", "euler", "dpmpp_sde") for ensd in (0, 31337)}
+        assert not torch.allclose(runs["euler_ancestral", 0], runs["euler_ancestral", 31337])
+        assert torch.equal(runs["euler", 0], runs["euler", 31337])
+        assert torch.equal(runs["dpmpp_sde", 0], runs["dpmpp_sde", 31337])
+        alone = sample(model, {"samples": torch.zeros(1, 4, 6, 6), "batch_index": [1]}, POS, NEG,
+                       **{**kw, "sampler_name": "euler_ancestral"}, ensd=31337)["samples"]
+        torch.testing.assert_close(runs["euler_ancestral", 31337][1:], alone, rtol=1e-5, atol=1e-6)

@@ -46,7 +46,7 @@ def _replay(noises: list):
     return lambda s, sn: next(it)
 
 
-KD_NAMES = ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral",
+KD_NAMES = ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms_kdiffusion", "dpmpp_2s_ancestral",
             "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde"]
 
 
@@ -59,7 +59,7 @@ def test_trajectory_matches_kdiffusion(kd, ms, name, scheduler):
     kw_ref, kw_mine = {}, {}
     if name in sampling.STOCHASTIC_SAMPLERS:
         kw_ref["noise_sampler"], kw_mine["noise_sampler"] = _replay(noises), _replay(noises)
-    ref = getattr(kd, f"sample_{name}")(gauss_model, x.clone(), sig, disable=True,
+    ref = getattr(kd, f"sample_{name.removesuffix('_kdiffusion')}")(gauss_model, x.clone(), sig, disable=True,
                                         callback=lambda d: ref_steps.append(d["x"].clone()), **kw_ref)
     got = sampling.run_sampler(name, gauss_model, x.clone(), sig,
                                callback=lambda d: mine_steps.append(d["x"].clone()), **kw_mine)
@@ -67,6 +67,26 @@ def test_trajectory_matches_kdiffusion(kd, ms, name, scheduler):
     assert len(mine_steps) == len(ref_steps) == len(sig) - 1
     for a, b in zip(mine_steps, ref_steps, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheduler", ["karras", "normal"])
+def test_lms_ends_as_comfyui(kd, ms, scheduler):
+    """ComfyUI's sample_lms: the LMS steps of k-diffusion down to the last positive sigma, then the last
+    step returns that step's x0 (comfy/k_diffusion/sampling.py: ``if sigmas[i + 1] == 0: x = denoised``)."""
+    sig = schedules.ksampler_sigmas(ms, scheduler, 8, sampler_name="lms")
+    x, _ = _start(sig)
+    before_last = kd.sample_lms(gauss_model, x.clone(), sig[:-1], disable=True)  # same steps up to sig[-2]
+    ref = gauss_model(before_last, sig[-2].reshape(1))
+    got = sampling.run_sampler("lms", gauss_model, x.clone(), sig)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    upstream = sampling.run_sampler("lms_kdiffusion", gauss_model, x.clone(), sig)
+    rel = float((got - upstream).norm() / upstream.norm())
+    assert 1e-6 < rel < 1e-2, rel  # the two differ in the last step only, a little
+    # lms and lms_kdiffusion invert the same way: the reversed schedule never steps to 0
+    inv = sig.flip(0).clone()
+    inv[0] = sig[-2] / 2
+    torch.testing.assert_close(sampling.run_sampler("lms", gauss_model, x, inv),
+                               sampling.run_sampler("lms_kdiffusion", gauss_model, x, inv), rtol=0, atol=0)
 
 
 def test_ode_samplers_converge_to_exact_solution(ms):

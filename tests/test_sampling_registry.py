@@ -128,14 +128,17 @@ def test_record_alone_decides_inpainting_noise(monkeypatch, random_inpaint_noise
 
 
 def test_table_matches_comfyui():
-    """Golden facts from ComfyUI's comfy/samplers.py (KSAMPLER_NAMES order, DISCARD_PENULTIMATE_SIGMA_SAMPLERS)."""
+    """Golden facts from ComfyUI's comfy/samplers.py (KSAMPLER_NAMES order, DISCARD_PENULTIMATE_SIGMA_SAMPLERS)
+    and comfy/k_diffusion/sampling.py (the samplers that build a BrownianTreeNoiseSampler); then our extra
+    record, k-diffusion's LMS."""
     assert list(SAMPLERS) == ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms",
                               "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "lcm",
-                              "ddim", "uni_pc", "uni_pc_bh2"]
+                              "ddim", "uni_pc", "uni_pc_bh2", "lms_kdiffusion"]
+    assert SAMPLERS.names(brownian_noise=True) == ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde")
     assert set(SAMPLERS.names(discard_penultimate_sigma=True)) == {"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"}
     assert set(SAMPLERS.names(stochastic=True)) == {"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral",
                                                     "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "lcm"}
-    assert SAMPLERS.names(invertible=True) == ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ddim")
+    assert SAMPLERS.names(invertible=True) == ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ddim", "lms_kdiffusion")
     assert set(SAMPLERS.names(flow_safe=False)) == {"dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde",
                                                     "dpmpp_2m_sde", "dpmpp_3m_sde"}
     assert SAMPLERS.names(random_inpaint_noise=True) == ("ddim",)
@@ -227,6 +230,8 @@ def test_records_refuse_contradictions():
         SamplerRecord("x", sample_toy, flow_safe=True, flow_fn=SAMPLERS["lms"].fn)
     with pytest.raises(ValueError, match="uses_noise_scaling"):
         SamplerRecord("x", sample_toy, uses_noise_scaling=True)
+    with pytest.raises(ValueError, match="'x': bad brownian_noise: brownian_noise needs stochastic"):
+        SamplerRecord("x", sample_toy, brownian_noise=True)
     with pytest.raises(dataclasses.FrozenInstanceError):
         SAMPLERS["euler"].invertible = False  # type: ignore[misc]
 

@@ -55,7 +55,7 @@ def test_image_k_equals_seed_alone(convention: str) -> None:
         assert torch.equal(batch(like_b)[2:3], alone(like_1))
 
 
-@pytest.mark.parametrize("convention", ["comfy", "a1111"])
+@pytest.mark.parametrize("convention", ["comfy", "diffusers"])
 def test_strength_endpoints(convention: str) -> None:
     like = torch.zeros(2, 4, 6, 6)
     plain = noise.make_step_noise(5, 2, convention=convention)
@@ -65,6 +65,48 @@ def test_strength_endpoints(convention: str) -> None:
     for _ in range(3):
         assert torch.equal(plain(like), zero(like))
         assert torch.equal(full(like), target(like))
+
+
+@pytest.mark.parametrize("convention", ["a1111", "a1111_nv"])
+def test_a1111_stream_continues_the_initial_noise_generator(convention: str) -> None:
+    """ENSD 0 (or None): image k's generator is the one that drew its initial noise, one draw in;
+    ENSD != 0: a fresh generator seeded seed + k + ENSD. No variation mixes in (A1111 mixes none)."""
+    like = torch.zeros(2, 4, 6, 6)
+    nv = convention == "a1111_nv"
+
+    def gen(seed: int):  # noqa: ANN202
+        return PhiloxGenerator(seed) if nv else torch.Generator().manual_seed(seed)
+
+    def draw(g) -> torch.Tensor:  # noqa: ANN001
+        return g.randn((1, 4, 6, 6)) if nv else torch.randn(1, 4, 6, 6, generator=g)
+
+    for delta in (None, 0):
+        gens = [gen(5), gen(6)]
+        initial = torch.cat([draw(g) for g in gens])
+        assert torch.equal(initial, noise.make_noise((2, 4, 6, 6), 5, convention=convention))
+        sn = noise.make_step_noise(5, 2, convention=convention, seed_delta=delta)
+        for _ in range(3):
+            assert torch.equal(sn(like), torch.cat([draw(g) for g in gens]))
+    gens = [gen(5 + 31337), gen(6 + 31337)]
+    sn = noise.make_step_noise(5, 2, convention=convention, seed_delta=31337)
+    for _ in range(2):
+        assert torch.equal(sn(like), torch.cat([draw(g) for g in gens]))
+    # a variation keeps every image on the batch seed (A1111's all_seeds) and stays out of step noise
+    varied = noise.make_step_noise(5, 2, convention=convention, subseed=40, subseed_strength=1.0, variations="9:1")
+    plain = noise.make_step_noise(5, 1, convention=convention)
+    for _ in range(2):
+        out, want = varied(like), plain(like[:1])
+        assert torch.equal(out[:1], want) and torch.equal(out[1:], want)
+
+
+def test_step_plan() -> None:
+    plan = noise.conventions.step_plan(5, 2, convention="diffusers", batch_index=[3, 1], subseed=40,
+                                       subseed_strength=0.25, variations="9:0.5, 10:0")
+    assert plan == step_noise.StepPlan(seeds=(8, 6), layers=(((43, 41), 0.25), ((12, 10), 0.5)), source="cpu")
+    nv = noise.conventions.step_plan(5, 2, convention="a1111_nv", subseed=40, subseed_strength=0.25)
+    assert nv == step_noise.StepPlan(seeds=(5, 5), layers=(), source="nv", a1111=True)
+    with pytest.raises(ValueError, match="batch_index"):
+        noise.conventions.step_plan(5, 2, batch_index=[1])
 
 
 def test_half_strength_keeps_unit_variance() -> None:

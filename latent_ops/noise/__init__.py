@@ -4,7 +4,8 @@
   ``diffusers`` conventions (the public names below come from there).
 - :mod:`.types`: uniform, Perlin, pyramid, coloured and offset noise on the same generators.
 - :mod:`.variation`: variation seeds (A1111 subseeds) and stacked ``seed:weight`` variations.
-- :mod:`.step`: per-image step noise for stochastic samplers.
+- :mod:`.step`: per-image step noise streams for stochastic samplers (A1111's stream too).
+- :mod:`.brownian`: per-image Brownian trees, the step noise of SDE samplers (torchsde's layout).
 - :mod:`.philox`: the CPU emulation of CUDA's Philox ``randn`` (A1111 "NV").
 - :mod:`.latent`: :func:`noise_latent`, noise as a LATENT dict shaped from an image size or a latent.
 

@@ -38,33 +38,39 @@ Seeds are integers in ``[0, 2**64)`` (:mod:`latent_ops.seeds`); per-image seeds 
 modulo ``2**64``. torch's CPU generator keeps only the low 32 bits of its seed, so under ``comfy``,
 ``a1111`` and ``diffusers`` the seeds ``s`` and ``s + 2**32`` give the same noise, exactly as in those
 tools; ``a1111_nv`` keys Philox with all 64 bits, as A1111 does.
-Step noise lives in :mod:`latent_ops.noise.step` and is re-exported here.
+Step noise lives in :mod:`latent_ops.noise.step` (streams) and :mod:`latent_ops.noise.brownian`
+(Brownian trees of SDE samplers); :func:`step_plan` gives both their per-image seeds.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .. import seeds
+from .. import progress, seeds
+from ..limits import check_elements, excerpt
 from . import types as noise_types
 from . import variation
+from .brownian import BROWNIAN_VERSION
 from .philox import PHILOX_VERSION, PhiloxGenerator
-from .step import STEP_NOISE_VERSION, StepNoise, derive_step_seed
+from .step import STEP_NOISE_VERSION, StepNoise, StepPlan, derive_step_seed
 
 __all__ = [
     "CONVENTIONS",
     "NOISE_VERSIONS",
     "STEP_NOISE_VERSION",
     "StepNoise",
+    "StepPlan",
     "derive_step_seed",
     "image_seeds",
     "make_noise",
     "make_step_noise",
     "noise_shape",
+    "step_plan",
     "versions",
 ]
 
@@ -77,11 +83,12 @@ NOISE_VERSIONS: dict[str, int] = {"comfy": 1, "a1111": 1, "a1111_nv": 1, "diffus
 def versions() -> dict[str, int]:
     """Every output version that a noise result depends on, flat (for metadata in saved files).
 
-    Keys: ``convention.<name>``, ``type.<name>``, ``variation``, ``step_noise``, ``philox``.
+    Keys: ``convention.<name>``, ``type.<name>``, ``variation``, ``step_noise``, ``brownian``, ``philox``.
     """
     out = {f"convention.{k}": v for k, v in NOISE_VERSIONS.items()}
     out.update({f"type.{k}": v for k, v in noise_types.TYPE_VERSIONS.items()})
-    out.update(variation=variation.VARIATION_VERSION, step_noise=STEP_NOISE_VERSION, philox=PHILOX_VERSION)
+    out.update(variation=variation.VARIATION_VERSION, step_noise=STEP_NOISE_VERSION, brownian=BROWNIAN_VERSION,
+               philox=PHILOX_VERSION)
     return out
 
 
@@ -170,16 +177,35 @@ def image_seeds(seed: int, batch_size: int, *, convention: str = "comfy", batch_
     return _batch(batch_size, convention, batch_index, strength).seeds(seed, main=True)
 
 
-def noise_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    """Validate a noise shape ``(B, C, H, W)`` or ``(B, C, T, H, W)`` and return it as a tuple."""
+def _size(s: object) -> int:
+    """One dimension as an int: ints (numpy's too) and integral floats; ``ValueError`` otherwise."""
+    if isinstance(s, bool):
+        raise ValueError(s)
     try:
-        dims = tuple(int(s) for s in shape)
+        return operator.index(s)
+    except TypeError:
+        if isinstance(s, float) and s.is_integer():
+            return int(s)
+        raise ValueError(s) from None
+
+
+def noise_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """Validate a noise shape ``(B, C, H, W)`` or ``(B, C, T, H, W)`` and return it as a tuple of ints.
+
+    Raises:
+        ValueError: not a sequence of whole numbers (``4.5`` is refused, not truncated), the wrong
+            number of dims, a negative size or a zero size other than ``B``, or more than
+            :data:`latent_ops.limits.MAX_ELEMENTS` elements.
+    """
+    try:
+        dims = tuple(_size(s) for s in shape)
     except (TypeError, ValueError):
-        raise ValueError(f"noise shape must be a sequence of ints, got {shape!r}") from None
+        raise ValueError(f"noise shape must be a sequence of whole numbers, got {excerpt(shape)}") from None
     if len(dims) not in (4, 5) or any(d < 0 for d in dims) or any(d == 0 for d in dims[1:]):
         raise ValueError(
-            f"noise shape must be (B, C, H, W) or (B, C, T, H, W) with positive sizes, got {dims}"
+            f"noise shape must be (B, C, H, W) or (B, C, T, H, W) with positive sizes, got {excerpt(dims)}"
         )
+    check_elements("make_noise", "the noise", dims)
     return dims
 
 
@@ -302,6 +328,7 @@ def make_noise(
     if strength != 0.0:
         noise = variation.mix_noise(noise, draw(subseed, small), strength, method=method)
     for vseed, weight in stacked:
+        progress.check()  # up to MAX_VARIATIONS full-size draws: an interrupt point each
         if weight != 0.0:
             noise = variation.mix_noise(noise, draw(vseed, small), weight, method=method)
     if small != dims:
@@ -309,23 +336,16 @@ def make_noise(
     return noise.to(dtype=dtype).to(device)
 
 
-def make_step_noise(seed: int, batch_size: int, *, convention: str = "comfy", batch_index: Sequence[int] | None = None,
-                    subseed: int = 0, subseed_strength: float = 0.0, variations: Sequence[tuple[int, float]] | str = (),
-                    seed_delta: int | None = None) -> StepNoise:
-    """Step noise for a batch, with the same per-image seeds :func:`make_noise` uses.
+def step_plan(seed: int, batch_size: int, *, convention: str = "comfy", batch_index: Sequence[int] | None = None,
+              subseed: int = 0, subseed_strength: float = 0.0,
+              variations: Sequence[tuple[int, float]] | str = ()) -> StepPlan:
+    """Whose seeds the step noise of a batch comes from, with the same per-image seeds :func:`make_noise` uses.
 
-    Image ``k`` gets :func:`image_seeds` ``(seed, ...)[k]`` as its seed, its subseed and each
-    stacked variation's seed follow the same rule, and the source is ``"nv"`` for ``a1111_nv``
-    and ``"cpu"`` otherwise. So image ``k`` of a batch gets the step noise of the same seed run
-    alone (with ``batch_index=[k]``), and strength 1 gives the subseed's own step noise.
-
-    Args:
-        seed: batch seed. batch_size: B. convention: one of ``CONVENTIONS``.
-        batch_index: optional (B,) noise indices. subseed, subseed_strength, variations: as in
-            :func:`make_noise`. seed_delta: see :func:`latent_ops.noise.step.derive_step_seed`.
-
-    Returns:
-        A :class:`StepNoise` for ``batch_size`` images.
+    Image ``k`` gets :func:`image_seeds` ``(seed, ...)[k]``; its subseed and each stacked
+    variation's seed follow the same rule (none under ``a1111``/``a1111_nv``: A1111 mixes no
+    variation into step noise). The source is ``"nv"`` for ``a1111_nv``, else ``"cpu"``.
+    Both :func:`make_step_noise` and the Brownian trees of SDE samplers
+    (:mod:`latent_ops.sampling.noise_sampler`) read it.
 
     Raises:
         ValueError: on bad seeds, strengths, convention or batch_index.
@@ -335,6 +355,38 @@ def make_step_noise(seed: int, batch_size: int, *, convention: str = "comfy", ba
     strength = variation.check_strength(subseed_strength)
     stacked = variation.check_variations(variations)
     batch = _batch(batch_size, convention, batch_index, strength)
-    layers = [(batch.seeds(subseed), strength)] + [(batch.seeds(v), w) for v, w in stacked]
-    source = "nv" if batch.convention == "a1111_nv" else "cpu"
-    return StepNoise._from_checked(batch.seeds(seed, main=True), layers, source, seed_delta)
+    a1111 = batch.convention.startswith("a1111")
+    layers = [] if a1111 else [(batch.seeds(subseed), strength)] + [(batch.seeds(v), w) for v, w in stacked]
+    return StepPlan(
+        seeds=tuple(batch.seeds(seed, main=True)),
+        layers=tuple((tuple(s), float(w)) for s, w in layers if w != 0.0),
+        source="nv" if batch.convention == "a1111_nv" else "cpu",
+        a1111=a1111,
+    )
+
+
+def make_step_noise(seed: int, batch_size: int, *, convention: str = "comfy", batch_index: Sequence[int] | None = None,
+                    subseed: int = 0, subseed_strength: float = 0.0, variations: Sequence[tuple[int, float]] | str = (),
+                    seed_delta: int | None = None) -> StepNoise:
+    """Step noise for a batch (:func:`step_plan`'s seeds; the streams of :mod:`latent_ops.noise.step`).
+
+    So image ``k`` of a batch gets the step noise of the same seed run alone (with
+    ``batch_index=[k]``), and under ``comfy``/``diffusers`` strength 1 gives the subseed's own step
+    noise. Under ``a1111``/``a1111_nv`` it is A1111's stream: the image's initial-noise generator
+    continued (``seed_delta`` None or 0), or a fresh one seeded ``seed + seed_delta`` (A1111's ENSD).
+
+    Args:
+        seed: batch seed. batch_size: B. convention: one of ``CONVENTIONS``.
+        batch_index: optional (B,) noise indices. subseed, subseed_strength, variations: as in
+            :func:`make_noise`. seed_delta: see :func:`latent_ops.noise.step.derive_step_seed` (for
+            the A1111 conventions: ENSD).
+
+    Returns:
+        A :class:`StepNoise` for ``batch_size`` images.
+
+    Raises:
+        ValueError: on bad seeds, strengths, convention or batch_index.
+    """
+    plan = step_plan(seed, batch_size, convention=convention, batch_index=batch_index, subseed=subseed,
+                     subseed_strength=subseed_strength, variations=variations)
+    return StepNoise.from_plan(plan, seed_delta)

@@ -3,24 +3,31 @@
 ComfyUI draws sampler step noise on the compute device over the whole batch, so an image changes
 with the GPU model and with what else is in the batch. :class:`StepNoise` keeps one CPU generator
 per image instead: image ``k`` of a batch gets exactly the noise that the same seed gets alone,
-on any device, and variation seeds mix into every step (so strength 1 reproduces the subseed's
-own image, unlike A1111 issue #6095).
+on any device. Each call draws one ``like.shape[1:]`` tensor per image, float32, from ``source``
+``"cpu"`` (torch CPU generator) or ``"nv"`` (:class:`latent_ops.noise.philox.PhiloxGenerator`).
 
-Seed derivation (version ``STEP_NOISE_VERSION = 1``): the generator of an image with seed ``s``
-is seeded with ``derive_step_seed(s)`` = the SplitMix64 finaliser (:func:`latent_ops.seeds.mix64`)
-of ``(s + STEP_SEED_SALT) mod 2**64``, so step noise is never the same stream as the initial noise
-of any nearby seed. With
-``seed_delta`` set, the step seed is A1111's "eta noise seed delta" rule ``(s + seed_delta) mod
-2**64`` instead (A1111 then draws from a fresh generator seeded that way, as here). Each call
-draws one ``like.shape[1:]`` tensor per image, float32, from ``source`` ``"cpu"`` (torch CPU
-generator) or ``"nv"`` (:class:`latent_ops.noise.philox.PhiloxGenerator`).
+Streams (version ``STEP_NOISE_VERSION = 2``), per image seed ``s``:
 
-:func:`latent_ops.noise.make_step_noise` builds one from a batch seed and a convention.
+- default (``comfy`` and ``diffusers`` conventions): a generator seeded ``derive_step_seed(s)`` =
+  the SplitMix64 finaliser (:func:`latent_ops.seeds.mix64`) of ``(s + STEP_SEED_SALT) mod 2**64``,
+  so step noise is never the stream of the initial noise of a nearby seed; variation seeds mix
+  into every step (strength 1 reproduces the subseed's own image, unlike A1111 issue #6095).
+  With ``seed_delta`` set, the generator is seeded ``(s + seed_delta) mod 2**64`` instead.
+- ``a1111``/``a1111_nv`` conventions (AUTOMATIC1111's ``ImageRNG``): with ENSD ("eta noise seed
+  delta", ``seed_delta``) 0 or ``None`` the step noise continues the generator that drew the
+  image's initial noise: a generator seeded ``s`` whose first ``like.shape[1:]`` Gaussian draw
+  (the initial noise) is skipped; with ENSD != 0 a fresh generator seeded ``s + ENSD``. No
+  variation mixes into step noise (A1111 mixes none).
+
+Version 2 changed only the a1111 streams (version 1 used the default stream for them).
+:func:`latent_ops.noise.make_step_noise` builds one from a batch seed and a convention; Brownian-tree
+samplers draw from :mod:`latent_ops.sampling.brownian` instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -31,11 +38,11 @@ from . import variation
 from .philox import PhiloxGenerator
 from .types import TorchSource
 
-STEP_NOISE_VERSION = 1
+STEP_NOISE_VERSION = 2
 """Version of the step-noise seed derivation and layout."""
 
 STEP_SEED_SALT = 0x5EED_57E9_0000_0001
-"""Added to an image's seed before the SplitMix64 finaliser (version 1)."""
+"""Added to an image's seed before the SplitMix64 finaliser (the default stream)."""
 
 
 def derive_step_seed(seed: int, seed_delta: int | None = None) -> int:
@@ -62,6 +69,24 @@ def _step_seed(seed: int, seed_delta: int | None) -> int:
     return seed_range.mix64(seed + STEP_SEED_SALT)
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """Whose seeds a batch's step noise comes from (see :func:`latent_ops.noise.conventions.step_plan`).
+
+    Attributes:
+        seeds: the image seed of each batch item (:func:`latent_ops.noise.image_seeds`), checked.
+        layers: variation layers in order, ``((per-image seeds, weight), ...)``, zero weights dropped
+            (empty under the A1111 conventions: A1111 mixes no variation into step noise).
+        source: ``"cpu"`` (torch CPU generators) or ``"nv"`` (Philox, A1111 NV).
+        a1111: A1111's stream rules (continue the initial-noise generator; ENSD).
+    """
+
+    seeds: tuple[int, ...]
+    layers: tuple[tuple[tuple[int, ...], float], ...] = ()
+    source: Literal["cpu", "nv"] = "cpu"
+    a1111: bool = False
+
+
 class StepNoise:
     """Per-image CPU generators for ancestral/SDE step noise: image k depends only on its own seed.
 
@@ -74,6 +99,9 @@ class StepNoise:
             ``seed_or_seeds`` is one seed per image, or a single int used for every image.
         source: ``"cpu"`` (torch CPU generators) or ``"nv"`` (Philox emulation of CUDA randn).
         seed_delta: see :func:`derive_step_seed`.
+
+    This constructor always uses the default stream; :meth:`from_plan` (what
+    :func:`latent_ops.noise.make_step_noise` calls) also knows the A1111 one.
 
     Raises:
         ValueError: on bad seeds, strengths, list lengths or source.
@@ -114,37 +142,39 @@ class StepNoise:
             if len(per_image) != n:
                 raise ValueError(f"StepNoise: variations[{j}] has {len(per_image)} seeds for {n} images")
             layers.append((_check_seeds(per_image, f"variations[{j}] seeds"), weight))
-        self._start(checked, layers, source, seed_delta)
+        self._start(checked, StepPlan(tuple(checked), tuple((tuple(s), w) for s, w in layers), source), seed_delta)
 
     @classmethod
-    def _from_checked(cls, seeds: list[int], layers: list[tuple[list[int], float]], source: Literal["cpu", "nv"],
-                      seed_delta: int | None) -> StepNoise:
-        """A StepNoise from per-image seeds that a public function has already checked.
+    def from_plan(cls, plan: StepPlan, seed_delta: int | None = None) -> StepNoise:
+        """The step noise of a checked :class:`StepPlan` (its seeds are not checked again).
 
-        ``layers`` is ``[(per-image seeds, weight), ...]``, the subseed layer first if any.
-        (:func:`latent_ops.noise.make_step_noise` uses it, so a seed is checked once per call.)
+        ``seed_delta`` is ENSD under the A1111 rules (``None`` and 0: continue the initial-noise
+        generator), else as in :func:`derive_step_seed`.
         """
         self = cls.__new__(cls)
-        self._start(seeds, layers, source, seed_delta)
+        self._start(list(plan.seeds), plan, seed_delta)
         return self
 
-    def _start(self, seeds: list[int], layers: list[tuple[list[int], float]], source: str, seed_delta: int | None) -> None:
-        self.source = source
+    def _start(self, seeds: list[int], plan: StepPlan, seed_delta: int | None) -> None:
+        self.source = plan.source
         self.seed_delta = seed_delta
         self.seeds = seeds
+        if plan.a1111:
+            ensd = int(seed_delta or 0)
+            self.base = self._generators([seed_range.offset(s, ensd) for s in seeds])
+            self.layers: list = []
+            self._skip = 0 if ensd else 1  # ENSD 0: the first draw was the image's initial noise
+            return
+        self.base = self._generators([_step_seed(s, seed_delta) for s in seeds])
         # (weight, per-image generators), in order; weight-0 layers change nothing and are dropped
-        self.layers = [(w, self._generators(s)) for s, w in layers if w != 0.0]
-        self.base = self._generators(seeds)
+        self.layers = [(w, self._generators([_step_seed(v, seed_delta) for v in vs]))
+                       for vs, w in plan.layers if w != 0.0]
+        self._skip = 0
 
-    def _generators(self, seeds: list[int]) -> list:
-        out = []
-        for s in seeds:
-            step_seed = _step_seed(s, self.seed_delta)
-            if self.source == "nv":
-                out.append(PhiloxGenerator(step_seed))
-            else:
-                out.append(TorchSource(torch.Generator("cpu").manual_seed(step_seed)))
-        return out
+    def _generators(self, step_seeds: list[int]) -> list:
+        if self.source == "nv":
+            return [PhiloxGenerator(s) for s in step_seeds]
+        return [TorchSource(torch.Generator("cpu").manual_seed(s)) for s in step_seeds]
 
     @property
     def batch_size(self) -> int:
@@ -167,6 +197,10 @@ class StepNoise:
                 f"StepNoise: like has shape {tuple(like.shape)} but there are {len(self.seeds)} seeds"
             )
         one = (1,) + tuple(like.shape[1:])
+        for _ in range(self._skip):
+            for gen in self.base:
+                gen.randn(one)
+        self._skip = 0
         images = []
         for k in range(len(self.seeds)):
             x = self.base[k].randn(one)

@@ -6,6 +6,8 @@
 - :mod:`.schedules`: ComfyUI's schedules as pure functions returning sigmas ending in 0.
 - :mod:`.denoisers`: model sampling (eps/v discrete, flow), CFG and inpainting denoisers.
 - :mod:`.noising`: noise at a sigma in model space.
+- :mod:`.noise_sampler`: the per-image step noise of one run (Brownian trees for SDE samplers,
+  streams otherwise; A1111's stream under the a1111 conventions).
 - :mod:`.diffusion`: :class:`DiffusionModel`, :func:`sample` and :func:`unsample`.
 """
 

@@ -27,7 +27,7 @@ NoiseSampler = Callable[[Tensor, Tensor], Tensor]
 __all__ = [
     "Callback", "NoiseSampler", "NoiseScaling", "ancestral_steps", "check_sigmas", "denoise_step", "dpm_2_step",
     "get_ancestral_step", "model_at", "report_step", "sample_ddim", "sample_dpm_2", "sample_euler", "sample_heun",
-    "sample_lcm", "sample_lms", "sigma_steps", "to_d",
+    "sample_lcm", "sample_lms", "sample_lms_kdiffusion", "sigma_steps", "to_d",
 ]
 
 
@@ -163,21 +163,43 @@ def _lms_rule(order: int) -> None:
         _GAUSS[order] = _gauss(order)
 
 
-@torch.no_grad()
-def sample_lms(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
-               order: int = 4) -> Tensor:
-    """Linear multistep (Adams-Bashforth in sigma) of up to ``order`` previous derivatives."""
+def _lms(model: Denoiser, x: Tensor, sigmas: Tensor, callback: Callback | None, order: int, name: str,
+         denoise_last: bool) -> Tensor:
+    """The LMS loop; ``denoise_last``: a final step to sigma 0 returns the model's x0 instead of integrating."""
     t = sigmas.detach().cpu().double().tolist()
     ds: list[Tensor] = []
-    for i in sigma_steps(x, sigmas, "sample_lms"):
-        ds.append(to_d(x, sigmas[i], denoise_step(model, x, sigmas, i, callback)))
+    for i in sigma_steps(x, sigmas, name):
+        denoised = denoise_step(model, x, sigmas, i, callback)
+        ds.append(to_d(x, sigmas[i], denoised))
         if len(ds) > order:
             ds.pop(0)
+        if denoise_last and sigmas[i + 1] == 0:
+            x = denoised
+            continue
         cur = min(i + 1, order)
         _lms_rule(cur)
         coeffs = [_lms_coeff(cur, t, i, j) for j in range(cur)]
         x = x + sum(c * d for c, d in zip(coeffs, reversed(ds), strict=True))
     return x
+
+
+@torch.no_grad()
+def sample_lms(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
+               order: int = 4) -> Tensor:
+    """Linear multistep (Adams-Bashforth in sigma) of up to ``order`` previous derivatives, as ComfyUI runs it.
+
+    A last step down to sigma 0 returns that step's denoised x0 (ComfyUI's ``sample_lms``), where
+    k-diffusion integrates the interpolating polynomial down to 0 (:func:`sample_lms_kdiffusion`).
+    """
+    return _lms(model, x, sigmas, callback, order, "sample_lms", denoise_last=True)
+
+
+@torch.no_grad()
+def sample_lms_kdiffusion(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
+                          order: int = 4) -> Tensor:
+    """k-diffusion's (and AUTOMATIC1111's "LMS") linear multistep: every step, the last one to sigma 0
+    included, integrates the interpolating polynomial of up to ``order`` derivatives."""
+    return _lms(model, x, sigmas, callback, order, "sample_lms_kdiffusion", denoise_last=False)
 
 
 @torch.no_grad()

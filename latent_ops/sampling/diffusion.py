@@ -21,6 +21,7 @@ from ..noise import conventions as noise_mod
 from . import registry as sampling
 from . import schedules
 from .denoisers import Backbone, Denoiser, ModelSampling, cfg_denoiser, inpaint_denoiser, prepare_mask
+from .noise_sampler import make_noise_sampler
 
 Conditioning = list
 """ComfyUI CONDITIONING: ``[[tensor [1|B, T, D], {"pooled_output": ..., ...}], ...]``."""
@@ -186,20 +187,27 @@ def sample(model: DiffusionModel, latent: dict, positive: Conditioning, negative
            noise_convention: str = "comfy", subseed: int = 0, subseed_strength: float = 0.0,
            start_step: int | None = None, end_step: int | None = None, add_noise: bool = True,
            return_leftover_noise: bool = False, noise: Tensor | None = None,
-           variations: Sequence[tuple[int, float]] | str = (), callback: progress.Callback | None = None) -> dict:
+           variations: Sequence[tuple[int, float]] | str = (), ensd: int = 0,
+           callback: progress.Callback | None = None) -> dict:
     """Sample a LATENT the way ComfyUI's KSampler / KSamplerAdvanced do, with reproducible step noise.
 
     Initial noise comes from :func:`latent_ops.noise.make_noise` (``noise_convention``, variation
     seed, ``batch_index``) unless ``noise`` ``[B, C, H, W]`` (model-space unit noise) is given; step
     noise of stochastic samplers is per-image CPU noise from the same per-image seeds (image k of
-    a batch equals the same seed run alone). A ``noise_mask`` in ``latent`` inpaints (1 = denoise).
+    a batch equals the same seed run alone): a Brownian tree per image for the SDE samplers, a
+    stream otherwise (:func:`latent_ops.sampling.noise_sampler.make_noise_sampler`). A
+    ``noise_mask`` in ``latent`` inpaints (1 = denoise).
     ``add_noise=False`` uses zero initial noise (KSamplerAdvanced), whether or not ``noise`` is given.
 
     Args: model: the denoiser. latent: LATENT (raw VAE space). positive, negative: CONDITIONING.
         seed, steps, cfg, sampler_name, scheduler, denoise: as ComfyUI's KSampler.
         start_step, end_step, add_noise, return_leftover_noise: as KSamplerAdvanced.
         variations: stacked ``[(seed, weight), ...]`` (or ``"123:0.2, 456:0.1"``) after the subseed,
-            applied to the initial and the step noise alike.
+            applied to the initial and the step noise alike (not to the step noise under the
+            a1111 conventions, as in A1111).
+        ensd: A1111's eta noise seed delta for the step noise of ancestral samplers (0 = A1111's
+            default: under the a1111 conventions the step noise continues each image's initial-noise
+            generator).
         callback: ``callback(done, total)`` per step (default :func:`latent_ops.progress.report`).
     Returns: a copy of ``latent`` with new ``samples`` (raw space, float32, input device).
     Raises: ValueError on bad inputs; :class:`latent_ops.progress.Interrupted` from the callback.
@@ -214,7 +222,7 @@ def sample(model: DiffusionModel, latent: dict, positive: Conditioning, negative
     if len(sigmas) <= 1:
         out["samples"] = samples.clone()
         return out
-    b, dev = samples.shape[0], model.device
+    dev = model.device
     batch_index = latent.get("batch_index")
     if noise is not None and tuple(noise.shape) != tuple(samples.shape):
         raise ValueError(f"sample: noise shape {tuple(noise.shape)} != latent shape {tuple(samples.shape)}")
@@ -243,10 +251,9 @@ def sample(model: DiffusionModel, latent: dict, positive: Conditioning, negative
         den = inpaint_denoiser(den, x_lat, mask_noise, mask, ms.noise_scaling)
     noise_sampler = None
     if record.stochastic:
-        stream = noise_mod.make_step_noise(seed, b, convention=noise_convention, batch_index=batch_index,
-                                           subseed=subseed, subseed_strength=subseed_strength,
-                                           variations=variations)
-        noise_sampler = sampling.step_noise_sampler(stream, x)
+        noise_sampler = make_noise_sampler(sampler_name, seed, x, sigmas, convention=noise_convention,
+                                           batch_index=batch_index, subseed=subseed,
+                                           subseed_strength=subseed_strength, variations=variations, ensd=ensd)
     res = sampling.run_sampler(sampler_name, den, x, sigmas, callback=_progress(callback, len(sigmas) - 1),
                                noise_sampler=noise_sampler, prediction=model.prediction,
                                noise_scaling=ms.noise_scaling)

@@ -51,6 +51,8 @@ class SamplerRecord:
         uses_noise_scaling: ``fn`` takes the model's forward process as ``noise_scaling=``.
         random_inpaint_noise: inpainting keeps the unmasked region at a noise drawn from
             ``seed + 1`` instead of the initial noise (ComfyUI's ``inpaint_options={"random": True}``).
+        brownian_noise: the step noise is a Brownian motion queried per interval (ComfyUI's and
+            A1111's ``BrownianTreeNoiseSampler``; :mod:`latent_ops.noise.brownian`), not a stream.
 
     Raises: ValueError (naming the sampler) when the flags contradict each other or ``fn``'s signature.
     """
@@ -64,6 +66,7 @@ class SamplerRecord:
     flow_fn: SamplerFn | None = None
     uses_noise_scaling: bool = False
     random_inpaint_noise: bool = False
+    brownian_noise: bool = False
 
     def __post_init__(self) -> None:
         params = _params(self.fn)
@@ -76,6 +79,7 @@ class SamplerRecord:
              "flow_fn must take the same parameters as fn"),
             ("uses_noise_scaling", self.uses_noise_scaling != ("noise_scaling" in params),
              "uses_noise_scaling must be True exactly when fn takes noise_scaling"),
+            ("brownian_noise", self.brownian_noise and not self.stochastic, "brownian_noise needs stochastic=True"),
         ]
         for field_name, bad, why in problems:
             if bad:
@@ -145,16 +149,18 @@ SAMPLERS: SamplerRegistry = SamplerRegistry([
     SamplerRecord("dpm_2_ancestral", sde.sample_dpm_2_ancestral, stochastic=True, discard_penultimate_sigma=True),
     SamplerRecord("lms", basic.sample_lms, flow_safe=True, invertible=True),
     SamplerRecord("dpmpp_2s_ancestral", sde.sample_dpmpp_2s_ancestral, stochastic=True),
-    SamplerRecord("dpmpp_sde", sde.sample_dpmpp_sde, stochastic=True),
+    SamplerRecord("dpmpp_sde", sde.sample_dpmpp_sde, stochastic=True, brownian_noise=True),
     SamplerRecord("dpmpp_2m", multistep.sample_dpmpp_2m, flow_safe=True, invertible=True),
-    SamplerRecord("dpmpp_2m_sde", sde.sample_dpmpp_2m_sde, stochastic=True),
-    SamplerRecord("dpmpp_3m_sde", sde.sample_dpmpp_3m_sde, stochastic=True),
+    SamplerRecord("dpmpp_2m_sde", sde.sample_dpmpp_2m_sde, stochastic=True, brownian_noise=True),
+    SamplerRecord("dpmpp_3m_sde", sde.sample_dpmpp_3m_sde, stochastic=True, brownian_noise=True),
     SamplerRecord("lcm", basic.sample_lcm, stochastic=True, flow_safe=True, uses_noise_scaling=True),
     SamplerRecord("ddim", basic.sample_ddim, flow_safe=True, invertible=True, random_inpaint_noise=True),
     SamplerRecord("uni_pc", multistep.sample_uni_pc, flow_safe=True, discard_penultimate_sigma=True),
     SamplerRecord("uni_pc_bh2", multistep.sample_uni_pc_bh2, flow_safe=True, discard_penultimate_sigma=True),
+    SamplerRecord("lms_kdiffusion", basic.sample_lms_kdiffusion, flow_safe=True, invertible=True),
 ])
-"""THE sampler table, in ComfyUI's order: ComfyUI sampler name -> :class:`SamplerRecord`."""
+"""THE sampler table: ComfyUI's sampler names in ComfyUI's order, then ours (``lms_kdiffusion``:
+k-diffusion's and A1111's LMS, whose last step differs from ComfyUI's ``lms``) -> :class:`SamplerRecord`."""
 
 SAMPLER_NAMES: tuple[str, ...] = SAMPLERS.names()
 """View of :data:`SAMPLERS`: every sampler name, in table order."""
