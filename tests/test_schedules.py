@@ -74,6 +74,11 @@ def test_kl_optimal_and_linear_quadratic(ms):
     n, lo, hi = 6, float(ms.sigma_min), float(ms.sigma_max)
     expect = [math.tan(i / (n - 1) * math.atan(lo) + (1 - i / (n - 1)) * math.atan(hi)) for i in range(n)] + [0.0]
     torch.testing.assert_close(schedules.calculate_sigmas(ms, "kl_optimal", n), torch.tensor(expect))
+    # one step: [sigma_max, 0] where ComfyUI's 0/0 ramp gives [nan, 0]
+    one = schedules.calculate_sigmas(ms, "kl_optimal", 1)
+    assert one.tolist() == [pytest.approx(hi), 0.0] and bool(torch.isfinite(one).all())
+    comfy_ramp = torch.arange(1, dtype=torch.float).div_(1 - 1)
+    assert bool(torch.isnan(comfy_ramp).all())
     lq = schedules.calculate_sigmas(ms, "linear_quadratic", 10)
     assert lq.shape == (11,) and float(lq[0]) == pytest.approx(hi) and float(lq[-1]) == 0.0
     assert bool((lq[:-1] >= lq[1:]).all())

@@ -69,7 +69,9 @@ def exponential(steps: int, sigma_min: float, sigma_max: float) -> Tensor:
 def kl_optimal(steps: int, sigma_min: float, sigma_max: float) -> Tensor:
     """"Align Your Steps"-paper KL-optimal schedule: tan of a linear ramp in atan(sigma).
 
-    Returns ``[steps + 1]`` float32 ending in 0 (ComfyUI's ``kl_optimal_scheduler``).
+    Returns ``[steps + 1]`` float32 ending in 0 (ComfyUI's ``kl_optimal_scheduler``). One step gives
+    ``[sigma_max, 0]``: ComfyUI divides the ramp by ``steps - 1 = 0`` there and returns ``[nan, 0]`` (so
+    its KSampler produces NaN); ours takes the ramp's start, the one step from sigma_max to 0.
     """
     _check_steps(steps, "kl_optimal")
     idx = torch.arange(steps, dtype=torch.float32).div_(max(steps - 1, 1))
