@@ -16,7 +16,8 @@ LABELS = "LATENT_OPS_LABELS"
 
 _FEATURE = (list(space.FEATURES), {"default": "flat", "tooltip": "What is compared: flat = the whole latent; channel_stats = per-channel mean and std (colour/contrast, position-free); pooled = the latent average-pooled by `pool` (coarse layout)."})
 _POOL = ("INT", {"default": 2, "min": 1, "max": 64, "tooltip": "Pooling factor for feature = pooled."})
-_SEED = ("INT", {"default": 0, "min": 0, "max": seeds.MAX_SEED, "tooltip": "Seed of the random choices (t-SNE/UMAP, k-means++ and sampling); same seed, same result."})
+_SEED = ("INT", {"default": 0, "min": 0, "max": seeds.MAX_SEED, "control_after_generate": False,  # not a generation seed: no re-roll on every queue
+                 "tooltip": "Seed of the random choices (t-SNE/UMAP, k-means++ and sampling); same seed, same result."})
 
 
 def _new_batch(samples: dict, tensor: object) -> dict:

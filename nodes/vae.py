@@ -98,7 +98,8 @@ class LatentOpsVAEEncode:
                 "mode": (["mean", "sample"], {"default": "mean", "tooltip": "Posterior mean (ComfyUI) or a sample."}),
                 "seed": (
                     "INT",
-                    {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Seed for mode 'sample'."},
+                    {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": False,
+                     "tooltip": "Seed for mode 'sample'."},
                 ),
             },
         }

@@ -152,3 +152,35 @@ def test_walk_writes_its_frames(tmp_path: Path, registry: dict) -> None:
         w, h = im.size
         assert json.loads(im.text["prompt"]) == workflow.prompt
     assert w > 8 * 32 * 4 and h > 4 * 32 * 4  # 8 columns x 4 rows of 4x-scaled frames plus labels
+
+
+def _editor_floor(node: dict, registry: dict) -> tuple[float, float]:
+    """A lower bound of the size ComfyUI's editor gives a node on load (frontend 1.27 computeSize: 20 px per
+    slot row, 24 px per widget and per control/upload button, padding; a 224 px image preview for LoadImage
+    and, after a run, for output nodes)."""
+    from latent_ops.workflow.schema import node_def
+
+    if node["type"] not in registry:
+        return 0.0, 0.0
+    nd = node_def(node["type"], registry[node["type"]])
+    rows = max(sum(not i.widget for i in nd.inputs), len(nd.output_types), 1)
+    widgets = sum(1 + int(w.adds_control) + int(w.upload) for w in nd.widgets)
+    preview = 224 if nd.output_node or node["type"] == "LoadImage" else 0
+    return 140.0, 20 * rows + 24 * widgets + (8 if widgets else 0) + preview + 6
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.stem)
+def test_no_node_hides_another_in_the_editor(path: Path, registry: dict) -> None:
+    """Node boxes (``pos`` is the body's corner, the 30 px title bar sits above it), at least as big as the
+    editor draws them, do not overlap."""
+    ui = json.loads(path.read_text(encoding="utf-8"))
+    if "nodes" not in ui:
+        pytest.skip(f"{path.name} is API format (no layout)")
+    boxes = []
+    for node in ui["nodes"]:
+        (x, y), (w, h) = node["pos"], node["size"]
+        floor_w, floor_h = _editor_floor(node, registry)
+        boxes.append((node["id"], x, y - 30, x + max(w, floor_w), y + max(h, floor_h)))
+    for i, (a, ax0, ay0, ax1, ay1) in enumerate(boxes):
+        for b, bx0, by0, bx1, by1 in boxes[i + 1:]:
+            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, f"{path.name}: nodes {a} and {b} overlap"

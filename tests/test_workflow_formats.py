@@ -185,6 +185,58 @@ def test_control_value_missing_is_tolerated_and_missing_widgets_get_defaults() -
                       "denoise": 1.0, "jitter": 0, "note": "hi"}
 
 
+class Clusterer:
+    """A node whose seeds are not generation seeds: they opt out of the editor's control widget."""
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "op"
+    CATEGORY = "latent"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"k": ("INT", {"default": 4}),
+                             "seed": ("INT", {"default": 0, "min": 0, "max": 2**64 - 1, "control_after_generate": False}),
+                             "n_init": ("INT", {"default": 4}),
+                             "mode": (["fixed", "kmeans"],)},
+                "optional": {"noise_seed": ("INT", {"default": 1, "control_after_generate": False})}}
+
+    def op(self, k: int, seed: int, n_init: int, mode: str, noise_seed: int = 1) -> tuple:
+        return ({},)
+
+
+class Picker:
+    """An opted-out seed followed by a combo that holds a control value."""
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "op"
+    CATEGORY = "latent"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"seed": ("INT", {"default": 0, "control_after_generate": False}),
+                             "how": (["fixed", "random"],)}}
+
+    def op(self, seed: int, how: str) -> tuple:
+        return ({},)
+
+
+def test_seed_that_opts_out_of_the_control_widget_reads_old_and_new_files() -> None:
+    """The editor adds no control widget to a seed declaring ``control_after_generate: False``; files
+    saved before the node declared it carry a control value after that seed, files saved after do not."""
+    reg = {**REG, "Clusterer": Clusterer, "Picker": Picker}
+    want = {"k": 3, "seed": 77, "n_init": 6, "mode": "fixed", "noise_seed": 5}
+    old = graph([node(1, "Clusterer", [3, 77, "randomize", 6, "fixed", 5, "increment"])], [])
+    new = graph([node(1, "Clusterer", [3, 77, 6, "fixed", 5])], [])
+    assert ui_to_api(old, reg)["1"]["inputs"] == want
+    assert ui_to_api(new, reg)["1"]["inputs"] == want
+    ui = api_to_ui({"1": {"class_type": "Clusterer", "inputs": want}}, reg)
+    assert ui["nodes"][0]["widgets_values"] == [3, 77, 6, "fixed", 5]  # what the editor saves now
+    assert ui_to_api(ui, reg)["1"]["inputs"] == want
+    assert set_ui_widget(old, "1", "n_init", 8, reg) and old["nodes"][0]["widgets_values"][3] == 8
+    # the next widget is a combo that holds "fixed": a value there is the combo's
+    assert ui_to_api(graph([node(1, "Picker", [77, "fixed"])], []), reg)["1"]["inputs"] == {"seed": 77, "how": "fixed"}
+
+
 def test_widgets_values_as_dict() -> None:
     ui = graph([node(1, "EmptyLatentImage", {"height": 96, "width": 80})], [])
     assert ui_to_api(ui, REG)["1"]["inputs"] == {"width": 80, "height": 96, "batch_size": 1}

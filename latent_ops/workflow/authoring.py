@@ -1,8 +1,9 @@
 """API → UI conversion, so workflows can be written in API format and opened in the graph editor.
 
 The graph is laid out in columns by dependency depth. Every widget value is written in the
-editor's positional order, with ``"fixed"`` after seed widgets and ``"image"`` after upload
-combos, so :func:`latent_ops.workflow.formats.ui_to_api` gives the original prompt back.
+editor's positional order, with ``"fixed"`` after widgets the editor gives a control-after-generate
+widget (seeds, unless they opt out) and ``"image"`` after upload combos, so
+:func:`latent_ops.workflow.formats.ui_to_api` gives the original prompt back.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def api_to_ui(prompt: Mapping[str, Mapping[str, Any]], registry: Mapping[str, ty
         for w in nd.widgets:
             given = spec.get("inputs", {}).get(w.name)
             values.append(widget_default(w) if given is None or is_link(given) else given)
-            if w.control:
+            if w.adds_control:
                 values.append("fixed")
             if w.upload:
                 values.append("image")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN"})
@@ -18,7 +18,8 @@ CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
 """Values of the editor's extra ``control_after_generate`` widget."""
 
 SEED_NAMES = frozenset({"seed", "noise_seed"})
-"""INT inputs that get the control widget even without declaring it (the editor's seed widget)."""
+"""INT inputs that get the control widget unless they declare ``"control_after_generate": False`` (the
+editor's rule, ComfyUI frontend 1.27: ``inputSpec.control_after_generate ?? ["seed", "noise_seed"].includes(name)``)."""
 
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload")
 
@@ -31,8 +32,13 @@ class InputDef:
         name: input name. type: ``"INT"``, ``"LATENT"``, ``"COMBO"``, ``"*"`` or a comma union.
         options: the options dict (``default``, ``min``, ``max``, ...). choices: combo values.
         required: declared under ``required``. widget: the editor shows a widget for it.
-        control: a ``control_after_generate`` value follows it in ``widgets_values``.
+        control: a ``control_after_generate`` value may follow it in ``widgets_values``: the editor
+            adds the control widget (``adds_control``), or it did before the node declared
+            ``"control_after_generate": False`` on a seed-named INT (files saved then carry one).
+            Readers skip a following value only when it is one of :data:`CONTROL_VALUES`. (Not
+            for an opted-out seed whose next widget could hold such a value: then it is that widget's.)
         upload: an upload-button value follows it in ``widgets_values``.
+        adds_control: the editor adds the control widget today (what writers emit a value for).
     """
 
     name: str
@@ -43,6 +49,7 @@ class InputDef:
     widget: bool
     control: bool
     upload: bool
+    adds_control: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,11 +91,29 @@ def _parse_input(class_type: str, name: str, entry: Any, required: bool) -> Inpu
     elif not isinstance(kind, str):
         raise TypeError(f"{class_type}.INPUT_TYPES: input {name!r} has type {kind!r}, expected a string or list")
     widget = (kind in WIDGET_TYPES or kind == "COMBO") and not options.get("forceInput", False)
-    control = widget and (
-        bool(options.get("control_after_generate")) or (kind == "INT" and name in SEED_NAMES)
-    )
+    seed_named = kind == "INT" and name in SEED_NAMES
+    declared = options.get("control_after_generate")
+    adds_control = widget and (bool(declared) if declared is not None else seed_named)
+    control = adds_control or (widget and seed_named)
     upload = widget and kind == "COMBO" and any(options.get(k) for k in UPLOAD_OPTIONS)
-    return InputDef(name, kind, options, choices, required, widget, control, upload)
+    return InputDef(name, kind, options, choices, required, widget, control, upload, adds_control)
+
+
+def _could_hold_control_value(w: InputDef | None) -> bool:
+    if w is None:
+        return False
+    return w.type == "STRING" or any(str(c) in CONTROL_VALUES for c in w.choices or ())
+
+
+def _stale_controls(inputs: list[InputDef]) -> list[InputDef]:
+    """A seed that opted out of the control widget may still be followed by a stale control value
+    (files saved before it opted out), unless the next widget could hold such a value itself: then
+    the value is that widget's, and old files of that node are read as the editor reads them."""
+    widgets = [i for i in inputs if i.widget]
+    following: list[InputDef | None] = [*widgets[1:], None]
+    ambiguous = {w.name for w, nxt in zip(widgets, following, strict=False)
+                 if w.control and not w.adds_control and _could_hold_control_value(nxt)}
+    return [replace(i, control=False) if i.name in ambiguous else i for i in inputs]
 
 
 def node_def(class_type: str, cls: type) -> NodeDef:
@@ -100,11 +125,11 @@ def node_def(class_type: str, cls: type) -> NodeDef:
     spec = cls.INPUT_TYPES()
     if not isinstance(spec, Mapping):
         raise TypeError(f"{class_type}.INPUT_TYPES() must return a dict, got {type(spec).__name__}")
-    inputs = [
+    inputs = _stale_controls([
         _parse_input(class_type, name, entry, section == "required")
         for section in ("required", "optional")
         for name, entry in dict(spec.get(section) or {}).items()
-    ]
+    ])
     hidden = {name: (entry[0] if isinstance(entry, (tuple, list)) else entry)
               for name, entry in dict(spec.get("hidden") or {}).items()}
     outputs = tuple("COMBO" if isinstance(t, (list, tuple)) else str(t) for t in getattr(cls, "RETURN_TYPES", ()))
