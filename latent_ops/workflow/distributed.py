@@ -316,7 +316,7 @@ def run_sweep(prompts: Iterable[Any], registry: Mapping[str, type], *, address: 
               input_dir: str | Path | None = None, temp_dir: str | Path | None = None,
               models_dir: str | Path | None = None, extra_model_paths: str | Path | None = None,
               resume: bool = False, on_result: Callable[[PromptReport], None] | None = None,
-              stop: threading.Event | None = None, on_ready: Callable[[int], None] | None = None) -> SweepReport:
+              stop: threading.Event | None = None) -> SweepReport:
     """Run ``prompts`` on Ray workers (or in this process) and write their files like a local run.
 
     Args:
@@ -333,7 +333,6 @@ def run_sweep(prompts: Iterable[Any], registry: Mapping[str, type], *, address: 
         resume: skip prompts the output folder's manifest lists as written (files still there).
         on_result: called with each :class:`PromptReport`, in sweep order, as its files are written.
         stop: set it (e.g. from a signal handler) to cancel the outstanding prompts.
-        on_ready: called with the number of workers once they are being started.
 
     Raises:
         RayUnavailable: Ray missing, a malformed address, an unreachable cluster, or no worker started.
@@ -354,10 +353,12 @@ def run_sweep(prompts: Iterable[Any], registry: Mapping[str, type], *, address: 
                 count = 1
             else:
                 owned = connect(address, min_cpus=(workers or 1) * spec.cpus)
-                count = workers or min(cluster_workers(spec), total or cluster_workers(spec))
+                fits = cluster_workers(spec)
+                if fits == 0 and address == "local":  # a private cluster cannot grow
+                    raise RayUnavailable(f"this machine has no room for a worker asking for {spec.cpus:g} CPU "
+                                         f"and {spec.gpus:g} GPU")
+                count = workers or max(1, min(fits, total or fits))
                 options["inputs"] = input_files(prompts)
-                if on_ready is not None:
-                    on_ready(count)
                 pool = RayPool(count, spec, registry, options)
             try:
                 driver = _Driver(registry, pool, resume, on_result, stop)

@@ -142,13 +142,13 @@ def shutdown() -> None:
 
 
 def cluster_workers(spec: WorkerSpec) -> int:
-    """How many workers of ``spec`` the connected cluster can hold at once (at least 1)."""
+    """How many workers of ``spec`` the connected cluster can hold now (an autoscaler may add more)."""
     ray = _import_ray()
     total = ray.cluster_resources()
     fits = int(total.get("CPU", 0) // spec.cpus)
     if spec.gpus > 0:
         fits = min(fits, int(total.get("GPU", 0) // spec.gpus))
-    return max(1, fits)
+    return fits
 
 
 class LatentOpsWorker(SweepWorker):
