@@ -30,8 +30,15 @@ from pathlib import Path
 import torch
 
 from ..deps import require
+from ..limits import excerpt
 from ..weights import ldm_convert
-from ..weights.files import PICKLE_EXTENSIONS, SAFE_EXTENSIONS, ModelLoadError, load_state_dict_safely
+from ..weights.files import (
+    PICKLE_EXTENSIONS,
+    SAFE_EXTENSIONS,
+    ModelLoadError,
+    load_state_dict_safely,
+    model_loader,
+)
 from .detect import (
     StateDict,
     checkpoint_family_hint,
@@ -47,7 +54,7 @@ from .families import FAMILIES, REGISTRY, TAESD_NAMES
 from .wrapper import VAE
 
 __all__ = [
-    "FAMILIES", "ModelLoadError", "default_vae_path", "detect_vae_family", "extract_vae_state_dict",
+    "CONFIG_BOUNDS", "FAMILIES", "ModelLoadError", "check_config", "default_vae_path", "detect_vae_family", "extract_vae_state_dict",
     "load_state_dict_safely", "load_vae", "resolve_vae_choice", "vae_choices",
 ]  # fmt: skip
 
@@ -55,6 +62,43 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_VAE_DIR = Path(__file__).resolve().parents[1] / "embedded" / "default" / "vae"
 DEFAULT_VAE_NAME = "latent-ops-default"
+
+
+# --------------------------------------------------------------------------- configs
+CONFIG_BOUNDS: dict[str, tuple[int, int]] = {
+    "in_channels": (1, 64), "out_channels": (1, 64), "latent_channels": (1, 1024), "norm_num_groups": (1, 4096),
+    "layers_per_block": (0, 32), "block_out_channels": (1, 4096), "encoder_block_out_channels": (1, 4096),
+    "decoder_block_out_channels": (1, 4096), "num_encoder_blocks": (0, 64), "num_decoder_blocks": (0, 64),
+    "upsampling_scaling_factor": (1, 16), "sample_size": (1, 65536),
+}  # fmt: skip
+"""Sane bounds of the size fields of a VAE config (an int, or every item of a list), 8-100x the
+largest released VAE: nothing outside them is built."""
+MAX_CONFIG_LIST = 16
+"""Entries of a list field (resolution levels, block types)."""
+
+
+def check_config(cfg: object, source: str) -> dict:
+    """``cfg`` if it is a JSON object whose size fields lie within :data:`CONFIG_BOUNDS`.
+
+    Checked before any module is built, so a config that asks for a 16384-channel level or
+    100000 layers per block is refused in microseconds (the weights' own shapes are then compared
+    with the module the config describes before anything is allocated, in ``_build``).
+
+    Raises:
+        ModelLoadError: naming ``source`` (the config file or weights file), the key and the value.
+    """
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(f"{source}: a VAE config must be a JSON object, got {type(cfg).__name__}")
+    for key in sorted(cfg.keys() & (set(CONFIG_BOUNDS) | {"down_block_types", "up_block_types"})):
+        value = cfg[key]
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not 1 <= len(value) <= MAX_CONFIG_LIST:
+            raise ModelLoadError(f"{source}: config {key} has {len(value)} entries, expected 1..{MAX_CONFIG_LIST}")
+        lo, hi = CONFIG_BOUNDS.get(key, (None, None))
+        if lo is not None and any(isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi for v in items):
+            raise ModelLoadError(f"{source}: config {key}={excerpt(value)} is out of bounds: each value must be an "
+                                 f"int in {lo}..{hi}")
+    return cfg
 
 
 # --------------------------------------------------------------------------- building
@@ -66,20 +110,25 @@ def _build(
     device: torch.device | str,
     dtype: torch.dtype,
     memory_budget: int | None,
+    config_source: str | None = None,
 ) -> VAE:
+    """The VAE ``cfg`` describes, with ``state_dict``'s weights; ``config_source`` names a config file."""
     require("diffusers", f"Loading the VAE {source}")
     from diffusers import AutoencoderKL, AutoencoderTiny
 
+    check_config(cfg, config_source or source)
     cls = AutoencoderTiny if cfg.get("_class_name") == "AutoencoderTiny" else AutoencoderKL
     init = {k: v for k, v in cfg.items() if not k.startswith("_")}
     if cls is AutoencoderTiny:
         init.pop("block_out_channels", None)  # deprecated alias of the encoder/decoder lists
     try:
-        module = cls.from_config(init)
-    except (TypeError, ValueError, ZeroDivisionError) as exc:
-        raise ModelLoadError(f"{source}: invalid {cls.__name__} config ({exc})") from None
+        with torch.device("meta"):  # shapes only: nothing is allocated until they match the file
+            skeleton = cls.from_config(init)
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError, KeyError, IndexError) as exc:
+        raise ModelLoadError(f"{config_source or source}: invalid {cls.__name__} config ({excerpt(str(exc))})") from None
+    against = f" (config {config_source})" if config_source else ""
     missing, unexpected = [], []
-    own = module.state_dict()
+    own = skeleton.state_dict()
     for k in own:
         if k not in state_dict:
             missing.append(k)
@@ -88,12 +137,13 @@ def _build(
             unexpected.append(k)
     if missing or unexpected:
         raise ModelLoadError(
-            f"{source}: weights do not match a {family} {cls.__name__}: {len(missing)} missing "
+            f"{source}: weights do not match a {family} {cls.__name__}{against}: {len(missing)} missing "
             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
         )
     bad = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items() if state_dict[k].shape != v.shape]
     if bad:
-        raise ModelLoadError(f"{source}: wrong tensor shapes for {family}: {'; '.join(bad[:3])}")
+        raise ModelLoadError(f"{source}: wrong tensor shapes for {family}{against}: {'; '.join(bad[:3])}")
+    module = cls.from_config(init)
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state_dict.items()}, strict=True)
     fmt = REGISTRY.latent_format(family, cfg)
     return VAE(module, fmt, family, device=device, dtype=dtype, memory_budget=memory_budget)
@@ -113,6 +163,7 @@ def default_vae_path() -> Path | None:
     return EMBEDDED_VAE_DIR if (EMBEDDED_VAE_DIR / "config.json").is_file() else None
 
 
+@model_loader()
 def load_vae(
     path: str | Path,
     *,
@@ -138,7 +189,9 @@ def load_vae(
         A :class:`latent_ops.vae.wrapper.VAE`.
 
     Raises:
-        ModelLoadError: missing/unsafe/corrupt files, unknown layouts, wrong keys or shapes.
+        ModelLoadError: missing/unsafe/corrupt files, unknown layouts, wrong keys or shapes, a
+            config outside :data:`CONFIG_BOUNDS` (all naming the file; see
+            :func:`latent_ops.weights.files.model_errors`).
     """
     path = Path(path)
     source = str(path)
@@ -148,16 +201,17 @@ def load_vae(
             path, cfg_path = path / "vae", path / "vae" / "config.json"
         try:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # JSON and Unicode errors are ValueErrors
             raise ModelLoadError(f"{cfg_path}: cannot read diffusers config ({exc})") from None
         weights = [path / n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
         weights = [w for w in weights if w.is_file()]
         if not weights:
             raise ModelLoadError(f"{source}: no diffusion_pytorch_model.safetensors in the folder")
+        cfg = check_config(cfg, str(cfg_path))
         sd = ldm_convert.normalize_diffusers_vae(load_state_dict_safely(weights[0], allow_pickle))
         cfg.update(config or {})
         fam = family or ("embedded" if path.resolve() == EMBEDDED_VAE_DIR.resolve() else family_from_config(cfg))
-        return _build(sd, cfg, fam, source, device, dtype, memory_budget)
+        return _build(sd, cfg, fam, source, device, dtype, memory_budget, str(cfg_path))
     enc_path, dec_path, tiny = _taesd_pair(path)
     if tiny is not None:
         parts = {}
