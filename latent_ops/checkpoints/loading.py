@@ -15,13 +15,18 @@ Sources, dispatched on what ``path`` is:
   tokenizer folder must be given (``tokenizer_dir``, ``<file stem>.tokenizer/`` beside the file,
   or ``$LATENT_OPS_CLIP_TOKENIZER``).
 
-Nothing is downloaded: every ``from_pretrained`` gets ``local_files_only=True``.
+Nothing is downloaded: every ``from_pretrained`` gets ``local_files_only=True``. Only safetensors
+weights are read (``use_safetensors=True``; a folder holding only pickled ``.bin`` weights is
+refused), and each folder's config is checked against its weights before a module is built
+(:mod:`latent_ops.weights.preflight`). Whatever a malformed file makes the parsers raise comes
+out as a :class:`~latent_ops.errors.CheckpointError` naming the path.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,8 @@ from ..sampling.denoisers import DiscreteSampling
 from ..sampling.diffusion import DiffusionModel, TextEncoder
 from ..vae import loading as models
 from ..vae.geometry import latent_format_from_config
+from ..weights.files import model_loader
+from ..weights.preflight import check_folder
 from .text_encoders import ClipPart, ClipTextEncoder, UNetBackbone
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -72,6 +79,7 @@ def sampling_from_config(cfg: dict, prediction: str | None = None) -> DiscreteSa
                                        prediction=pred)
 
 
+@model_loader(CheckpointError)
 def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                     prediction: str | None = None, tokenizer_dir: str | Path | None = None,
                     config_dir: str | Path | None = None) -> tuple[DiffusionModel, TextEncoder, Any]:
@@ -119,14 +127,16 @@ def _clip_part(folder: Path, tok_name: str, te_name: str, layer: str, projection
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     cls = CLIPTextModelWithProjection if projection else CLIPTextModel
+    check_folder(folder / te_name, lambda cfg: cls(cls.config_class.from_dict(cfg)), "model")
     try:
         tok = CLIPTokenizer.from_pretrained(folder / tok_name, local_files_only=True)
-        model = cls.from_pretrained(folder / te_name, local_files_only=True)
+        model = cls.from_pretrained(folder / te_name, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{folder}: cannot load {te_name}/{tok_name} ({exc})") from None
     return ClipPart(tok, model, layer=layer, projection=projection)  # type: ignore[arg-type]
 
 
+@model_loader(CheckpointError)
 def load_diffusers_folder(folder: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                           prediction: str | None = None) -> tuple[DiffusionModel, TextEncoder, Any]:
     """Load a diffusers SD1.x/SD2.x/SDXL pipeline folder (see the module docstring)."""
@@ -137,8 +147,9 @@ def load_diffusers_folder(folder: str | Path, *, device: torch.device | str = "c
     for sub in ("unet", "text_encoder", "tokenizer", "vae"):
         if not (folder / sub).is_dir():
             raise CheckpointError(f"{folder}: missing sub-folder {sub!r} of a diffusers pipeline")
+    check_folder(folder / "unet", UNet2DConditionModel.from_config, "diffusion_pytorch_model")
     try:
-        unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True)
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{folder}: cannot load unet ({exc})") from None
     sdxl = (folder / "text_encoder_2").is_dir()
@@ -200,15 +211,32 @@ def _align_keys(module: torch.nn.Module, weights: dict) -> dict:
     return out
 
 
-def _load_weights(module: torch.nn.Module, weights: dict, what: str, path: Path) -> None:
-    weights = _align_keys(module, {k: v for k, v in weights.items() if not k.endswith("position_ids")})
-    missing, unexpected = module.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
+def _load_weights(build: Callable[[], torch.nn.Module], convert: Callable[[torch.nn.Module], dict], what: str,
+                  path: Path) -> torch.nn.Module:
+    """``build()`` with the weights ``convert(module)`` gives, checked on a ``meta`` build first.
+
+    Every key and shape is compared before the real module is allocated, so a small file that
+    claims to be an SDXL checkpoint costs no SDXL-sized allocation before it is refused.
+    """
+    with torch.device("meta"):
+        skeleton = build()
+    weights = _align_keys(skeleton, {k: v for k, v in convert(skeleton).items() if not k.endswith("position_ids")})
+    own = skeleton.state_dict()
+    missing = [k for k in own if k not in weights and not k.endswith("position_ids")]
+    unexpected = [k for k in weights if k not in own]
     if missing or unexpected:
         raise CheckpointError(f"{path}: {what} keys do not match the config: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in weights.items()
+           if tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        raise CheckpointError(f"{path}: {what} tensor shapes do not match the config: {'; '.join(bad[:3])}")
+    module = build()
+    module.load_state_dict(weights, strict=False)
+    return module
 
 
+@model_loader(CheckpointError)
 def load_single_file(path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                      prediction: str | None = None, tokenizer_dir: str | Path | None = None,
                      config_dir: str | Path | None = None) -> tuple[DiffusionModel, TextEncoder, Any]:
@@ -232,27 +260,31 @@ def load_single_file(path: str | Path, *, device: torch.device | str = "cpu", dt
         return own / sub if own is not None else CONFIG_DIR / shipped
 
     ucfg = UNet2DConditionModel.load_config(cfg_dir("unet", f"{family if family != 'sd1' else 'sd15'}-unet"))
-    unet = UNet2DConditionModel.from_config(ucfg)
-    _load_weights(unet, convert_ldm_unet_checkpoint(sd, unet.config), "UNet", path)
+    unet = _load_weights(lambda: UNet2DConditionModel.from_config(ucfg),
+                         lambda m: convert_ldm_unet_checkpoint(sd, m.config), "UNet", path)
     tok_dir = _tokenizer_dir(path, tokenizer_dir)
     tok = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
     bang = tok.convert_tokens_to_ids("!")  # OpenCLIP towers (SD2, SDXL's G) pad with "!" (id 0 in CLIP's vocab)
     pad_open = bang if isinstance(bang, int) and bang != tok.unk_token_id else None
     parts: list[ClipPart] = []
+    def clip(cls: type, sub: str, shipped: str) -> Callable[[], torch.nn.Module]:
+        return lambda: cls(CLIPTextConfig.from_pretrained(cfg_dir(sub, shipped)))
+
     if family == "sd1":
-        te = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg_dir("text_encoder", "sd15-clip")))
-        _load_weights(te, convert_ldm_clip_checkpoint(sd), "CLIP", path)
+        te = _load_weights(clip(CLIPTextModel, "text_encoder", "sd15-clip"), lambda m: convert_ldm_clip_checkpoint(sd),
+                           "CLIP", path)
         parts.append(ClipPart(tok, te, "last"))
     elif family == "sd2":
-        te = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg_dir("text_encoder", "sd2-clip")))
-        _load_weights(te, convert_open_clip_checkpoint(te, sd, prefix="cond_stage_model.model."), "OpenCLIP", path)
+        te = _load_weights(clip(CLIPTextModel, "text_encoder", "sd2-clip"),
+                           lambda m: convert_open_clip_checkpoint(m, sd, prefix="cond_stage_model.model."),
+                           "OpenCLIP", path)
         parts.append(ClipPart(tok, te, "last", pad_id=pad_open))
     else:
-        te1 = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg_dir("text_encoder", "sdxl-clip-l")))
-        _load_weights(te1, convert_ldm_clip_checkpoint(sd), "CLIP-L", path)
-        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(cfg_dir("text_encoder_2", "sdxl-clip-g")))
-        _load_weights(te2, convert_open_clip_checkpoint(te2, sd, prefix="conditioner.embedders.1.model."),
-                      "CLIP-G", path)
+        te1 = _load_weights(clip(CLIPTextModel, "text_encoder", "sdxl-clip-l"),
+                            lambda m: convert_ldm_clip_checkpoint(sd), "CLIP-L", path)
+        te2 = _load_weights(clip(CLIPTextModelWithProjection, "text_encoder_2", "sdxl-clip-g"),
+                            lambda m: convert_open_clip_checkpoint(m, sd, prefix="conditioner.embedders.1.model."),
+                            "CLIP-G", path)
         parts += [ClipPart(tok, te1, "penultimate"),
                   ClipPart(tok, te2, "penultimate", projection=True, pad_id=pad_open)]
     vae = models.load_vae(path, family="sdxl" if family == "sdxl" else "sd15", device=device, dtype=dtype)

@@ -21,6 +21,8 @@ from ..deps import require
 from ..latent_format import LatentFormat
 from ..sampling.denoisers import betas_for
 from ..vae.geometry import latent_format_from_config
+from ..weights.files import model_loader
+from ..weights.preflight import check_folder
 from .text_encoder import ClassTextEncoder
 
 DEFAULT_DIR: Path = Path(__file__).resolve().parent / "default"
@@ -108,13 +110,16 @@ def latent_format_from_vae_config(cfg: dict) -> LatentFormat:
     return latent_format_from_config(cfg, "embedded")
 
 
+@model_loader()
 def load_embedded(folder: str | Path = DEFAULT_DIR, device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> EmbeddedParts:
     """Load an embedded-model folder (networks on ``device`` in ``dtype``, eval mode; the text
     encoder is a look-up table whose CONDITIONING stays on the CPU, as ComfyUI's does).
 
     Raises:
-        ValueError: not an embedded folder, missing parts, or an unsupported config.
+        ModelLoadError: (a ValueError) not an embedded folder, missing parts, pickled weights, an
+            unsupported config or one that does not fit its weights
+            (:func:`latent_ops.weights.preflight.check_folder`), naming the folder.
     """
     require("diffusers", f"Loading the embedded model {folder}")
     from diffusers import AutoencoderKL, UNet2DModel
@@ -129,8 +134,11 @@ def load_embedded(folder: str | Path = DEFAULT_DIR, device: torch.device | str =
     sched = _read(folder / "scheduler" / "scheduler_config.json")
     if sched.get("prediction_type", "epsilon") != "epsilon":
         raise ValueError(f"load_embedded: only epsilon prediction is supported, got {sched.get('prediction_type')!r}")
-    vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval()
-    unet = UNet2DModel.from_pretrained(folder / "unet", torch_dtype=dtype).to(device).eval()
+    for part, cls in (("vae", AutoencoderKL), ("unet", UNet2DModel)):  # safetensors, a config that fits them
+        check_folder(folder / part, cls.from_config, "diffusion_pytorch_model")
+    safe = {"torch_dtype": dtype, "use_safetensors": True, "local_files_only": True}
+    vae = AutoencoderKL.from_pretrained(folder / "vae", **safe).to(device).eval()
+    unet = UNet2DModel.from_pretrained(folder / "unet", **safe).to(device).eval()
     if unet.config.class_embed_type != "identity":
         raise ValueError(f"load_embedded: unet class_embed_type must be 'identity', got {unet.config.class_embed_type!r}")
     text_encoder = ClassTextEncoder.load(folder / "text_encoder")
