@@ -149,8 +149,10 @@ def plan(
       fits ``budget``, else ``"exact"`` for a KL VAE whose streamed pass fits, else tiles of
       :data:`AUTO_TILE`; ``"tiles"`` without a tile: tiles of :data:`AUTO_TILE`.
 
-    KL tiles get exact GroupNorm statistics when the streamed pass fits ``budget``, else
-    statistics from the smallest mosaic that fits (``stats_downscale`` up to 64).
+    KL tiles get exact GroupNorm statistics when the streamed pass fits ``budget`` beside the
+    call's input and output (:func:`io_bytes`), else statistics from the smallest mosaic that fits
+    (``stats_downscale`` up to 64): the plan is then bounded by the tile and the output
+    (:func:`peak_bytes`), e.g. about 1.1 GB for a 4096 px SD decode in float16 under a 1.5 GB budget.
 
     Args:
         module: diffusers ``AutoencoderKL`` or ``AutoencoderTiny``.
@@ -173,18 +175,51 @@ def plan(
     if strategy == "auto" and tile is None:
         if whole_bytes is not None and whole_bytes <= budget:
             return Plan("whole")
-        if kl and exact_bytes(module, kind, hw) <= budget:
+        if kl and exact_bytes(module, kind, hw) + io_bytes(module, kind, hw) <= budget:
             return Plan("exact")
     if strategy == "exact":
         return Plan("exact")
     auto_tile, auto_overlap = AUTO_TILE[kind]
     tile, overlap = (auto_tile, auto_overlap) if tile is None else (tile, auto_overlap if overlap is None else overlap)
     s = 1
-    if kl:
+    if kl:  # the statistics pass shares the budget with the call's input and output buffers
         multiple = config_geometry(module.config).downscale if kind == "encode" else 1
-        while exact_bytes(module, kind, _shrink(hw, s, multiple)) > budget and s < 64:
+        room = budget - io_bytes(module, kind, hw)
+        while exact_bytes(module, kind, _shrink(hw, s, multiple)) > room and s < 64:
             s *= 2
     return Plan("tiles", tuple(tile), int(overlap), s)
+
+
+def io_bytes(module: nn.Module, kind: str, hw: tuple[int, int]) -> int:
+    """Bytes of one item's input (in the module's dtype) and float32 output ``[1, C, H*r, W*r]``
+    on the device: what every strategy holds besides its working set."""
+    ratio, channels, _ = _io(module, kind)
+    geo = config_geometry(module.config)
+    c_in = geo.channels if kind == "decode" else int(module.config.get("in_channels", 3))
+    el = next(module.parameters()).element_size()
+    return int(c_in * hw[0] * hw[1] * el + 4 * channels * round(hw[0] * ratio) * round(hw[1] * ratio))
+
+
+def peak_bytes(module: nn.Module, kind: str, hw: tuple[int, int], p: Plan) -> int:
+    """Estimated peak device bytes of one item of size ``hw`` run as ``p`` (KL VAEs, "exact" or
+    "tiles"): :func:`io_bytes` plus the largest working set, the streamed pass over the whole
+    input (exact) or the larger of the statistics pass over the mosaic and one tile with its halo
+    (tiles). A tiles plan with ``stats_downscale > 1`` is bounded by the tile and the output, not
+    by the whole image's activations.
+
+    Raises:
+        ValueError: a "whole" plan or a VAE that is not a KL VAE (no streamed estimate).
+    """
+    if p.strategy not in ("exact", "tiles") or not is_kl(module):
+        raise ValueError(f"peak_bytes: needs an 'exact' or 'tiles' plan of a KL VAE, got {p.strategy!r} for "
+                         f"{type(module).__name__}")
+    if p.strategy == "exact":
+        return io_bytes(module, kind, hw) + exact_bytes(module, kind, hw)
+    multiple = config_geometry(module.config).downscale if kind == "encode" else 1
+    halo = 2 * math.ceil(p.overlap / multiple) * multiple
+    tile = (min(hw[0], p.tile[0] + halo), min(hw[1], p.tile[1] + halo))
+    stats = exact_bytes(module, kind, _shrink(hw, p.stats_downscale, multiple))
+    return io_bytes(module, kind, hw) + max(stats, exact_bytes(module, kind, tile))
 
 
 # --------------------------------------------------------------------------- running
