@@ -1,6 +1,7 @@
 """Benchmark: latent walk (one weight matrix x keyframes GEMM) vs a per-frame loop vs memory copy.
 
-Run: ``python benchmarks/bench_walk.py [--frames 64] [--shape 4 128 128] [--reps 30]``.
+Run: ``python benchmarks/bench_walk.py [--frames 64] [--shape 4 128 128] [--reps 30] [--device cuda]``.
+On a GPU the tensors live there and every clock reading waits for the queued kernels.
 
 For 1 and 2 torch threads it times, on float32 ``[frames, C, H, W]`` outputs:
 - ``copy``: ``dst.copy_(src)`` of a buffer the size of the walk's output, the machine's
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
+import _device
 import torch
 
 from latent_ops import interp
@@ -30,16 +31,17 @@ from latent_ops.walk import ease, walk, walk_weights
 
 
 def _time_interleaved(
-    fns: dict[str, Callable[[], object]], reps: int, warmup: int = 3
+    fns: dict[str, Callable[[], object]], reps: int, warmup: int = 3, device: torch.device | None = None
 ) -> dict[str, list[float]]:
     """Run every variant once per round, round after round, so slow phases of a shared machine hit all alike."""
     times: dict[str, list[float]] = {name: [] for name in fns}
+    device = device or torch.device("cpu")
     for i in range(warmup + reps):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = _device.clock(device)
             fn()
             if i >= warmup:
-                times[name].append((time.perf_counter() - start) * 1e3)
+                times[name].append((_device.clock(device) - start) * 1e3)
     return times
 
 
@@ -61,25 +63,27 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs="+", default=[4, 128, 128])
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    _device.add_arguments(parser)
     args = parser.parse_args()
+    device = _device.resolve(args.device)
 
     gen = torch.Generator().manual_seed(0)
     shape = (args.frames, *args.shape)
     nbytes = torch.Size(shape).numel() * 4
-    src = torch.randn(shape, generator=gen)
+    src = torch.randn(shape, generator=gen).to(device)
     dst = torch.empty_like(src)
     print(
-        f"torch {torch.__version__}; output {list(shape)} float32 = {nbytes / 2**20:.1f} MiB written per call"
+        f"{_device.describe(device)}; output {list(shape)} float32 = {nbytes / 2**20:.1f} MiB written per call"
     )
     print(
         f"{'threads':>7} {'variant':<24} {'median ms':>9} {'best ms':>8} {'GB/s written':>12} "
         f"{'vs copy':>8} {'vs loop':>8}"
     )
-    for threads in args.threads:
+    for threads in args.threads if device.type == "cpu" else [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         for k in (2, 4):
-            keyframes = torch.randn((k, *args.shape), generator=gen)
-            out = torch.empty(shape)
+            keyframes = torch.randn((k, *args.shape), generator=gen).to(device)
+            out = torch.empty(shape, device=device)
             assert torch.allclose(walk(keyframes, args.frames), naive_walk(keyframes, args.frames), atol=1e-4)
             variants = {
                 "copy (baseline)": lambda: dst.copy_(src),
@@ -101,9 +105,9 @@ def main() -> None:
                     walk_weights(kf, args.frames), kf.flatten(1), out=o.view(args.frames, -1)
                 ),
             }
-            times = _time_interleaved(variants, args.reps)
+            times = _time_interleaved(variants, args.reps, device=device)
             loop = _time_interleaved(
-                {"loop": lambda kf=keyframes: naive_walk(kf, args.frames)}, max(5, args.reps // 5)
+                {"loop": lambda kf=keyframes: naive_walk(kf, args.frames)}, max(5, args.reps // 5), device=device
             )
             times[f"per-frame loop K={k}"] = loop["loop"]
             copy_ms = statistics.median(times["copy (baseline)"])
