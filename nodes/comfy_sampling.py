@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import comfy_adapter
 from ._library import noise, noise_types, seeds
 from ._library import noise_sources as sources
+from .sampling import ENSD
 
 CATEGORY = "latent_ops/sampling"
 NOISE_TYPE_NAMES = [n for n in noise_types.NOISE_TYPES if n != "coloured"]
@@ -30,8 +31,8 @@ _NOISE_TYPE = (NOISE_TYPE_NAMES, {"default": "gaussian",
                                   "tooltip": "Initial noise type (step noise is always Gaussian)."})
 
 
-def _options(noise_convention: str, subseed: int, subseed_strength: float, variations: str) -> object:
-    return sources.SeedOptions(noise_convention, subseed, subseed_strength, variations)
+def _options(noise_convention: str, subseed: int, subseed_strength: float, variations: str, ensd: int = 0) -> object:
+    return sources.SeedOptions(noise_convention, subseed, subseed_strength, variations, ensd)
 
 
 class LatentOpsComfyKSampler:
@@ -40,7 +41,9 @@ class LatentOpsComfyKSampler:
         "ComfyUI's KSampler on ComfyUI's MODEL (LoRAs, ControlNets, patches, masks and previews all apply) with Latent "
         "Ops noise: seed conventions, noise types, variation seeds, and per-image CPU step noise, so image k of a "
         "batch equals seed k alone on any device. With 'comfy' and a deterministic sampler (euler, dpmpp_2m, ...) "
-        "it equals the core KSampler; ancestral/SDE samplers differ from it by design (their step noise is per image)."
+        "it equals the core KSampler, and so do the SDE samplers (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde: a Brownian "
+        "tree per image) for one image; ancestral samplers differ from it by design (per-image step noise). With "
+        "'a1111' and ancestral samplers the step noise is A1111's (see ensd)."
     )
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
@@ -75,6 +78,7 @@ class LatentOpsComfyKSampler:
                 "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000, "tooltip": "Step to stop at."}),
                 "return_with_leftover_noise": ("BOOLEAN", {"default": False,
                                                "tooltip": "Stop early without finishing the last step's denoise."}),
+                "ensd": ENSD,
             },
         }
 
@@ -82,8 +86,8 @@ class LatentOpsComfyKSampler:
                positive: list, negative: list, latent_image: dict, denoise: float, noise_convention: str,
                subseed: int, subseed_strength: float, noise_type: str = "gaussian", variations: str = "",
                add_noise: bool = True, start_at_step: int = 0, end_at_step: int = 10000,
-               return_with_leftover_noise: bool = False) -> tuple:
-        seeded = sources.SeededNoise(seed, _options(noise_convention, subseed, subseed_strength, variations),
+               return_with_leftover_noise: bool = False, ensd: int = 0) -> tuple:
+        seeded = sources.SeededNoise(seed, _options(noise_convention, subseed, subseed_strength, variations, ensd),
                                      noise_type)
         return (comfy_adapter.ksample(
             model, latent_image, positive, negative, noise=seeded, steps=steps, cfg=cfg, sampler_name=sampler_name,
@@ -126,7 +130,8 @@ class LatentOpsSamplerStepNoise:
     DESCRIPTION = (
         "Makes a SAMPLER's step noise per-image: image k of a batch gets the step noise of seed + k alone (the seed "
         "comes from the KSampler or NOISE at run time; a SAMPLER cannot see a latent's batch_index), drawn on the CPU "
-        "under the chosen convention and variations. "
+        "under the chosen convention and variations: a Brownian tree per image for the SDE samplers (dpmpp_sde, "
+        "dpmpp_2m_sde, dpmpp_3m_sde and their _gpu/_heun forms), A1111's stream for ancestral samplers with a1111. "
         "Takes a connected SAMPLER (e.g. from KSamplerSelect or SamplerDPMPP_SDE, options kept) or sampler_name. "
         "Deterministic samplers pass through unchanged."
     )
@@ -147,13 +152,14 @@ class LatentOpsSamplerStepNoise:
             "optional": {
                 "sampler": ("SAMPLER", {"tooltip": "A SAMPLER to wrap instead of sampler_name (its options are kept)."}),
                 "variations": _VARIATIONS,
+                "ensd": ENSD,
             },
         }
 
     def get_sampler(self, sampler_name: str, noise_convention: str, subseed: int, subseed_strength: float,
-                    sampler: object | None = None, variations: str = "") -> tuple:
+                    sampler: object | None = None, variations: str = "", ensd: int = 0) -> tuple:
         node = "LatentOpsSamplerStepNoise"
-        options = _options(noise_convention, subseed, subseed_strength, variations)
+        options = _options(noise_convention, subseed, subseed_strength, variations, ensd)
         base = sampler if sampler is not None else comfy_adapter.sampler_object(sampler_name, node)
         return (comfy_adapter.with_step_noise(base, options, node),)
 

@@ -14,6 +14,12 @@ _STEPS = ("INT", {"default": 20, "min": 1, "max": 10000, "tooltip": "Number of d
 _CFG = ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
                   "tooltip": "Classifier-free guidance scale (the embedded model works best around 3-5)."})
 _SCHEDULER = (list(schedules.SCHEDULER_NAMES), {"default": "normal", "tooltip": "Sigma schedule (ComfyUI names)."})
+ENSD = ("INT", {"default": 0, "min": 0, "max": seeds.MAX_SEED, "tooltip": (
+    "A1111's 'Eta noise seed delta' for ancestral samplers' step noise. 0 (A1111's default): with the a1111 "
+    "conventions step noise continues each image's initial-noise generator, as in A1111. Not 0: image k's step "
+    "noise comes from a generator seeded seed + k + ensd. SDE samplers (Brownian trees seeded with seed + k) "
+    "ignore it, as A1111 does.")})
+"""The ``ensd`` input of the samplers (here and in :mod:`.comfy_sampling`)."""
 _DENOISE = ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                       "tooltip": "Fraction of the schedule to run; < 1 keeps part of the input (img2img)."})
 
@@ -97,11 +103,7 @@ class LatentOpsSampler:
                 "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000, "tooltip": "Step to stop at."}),
                 "return_with_leftover_noise": ("BOOLEAN", {"default": False,
                                                "tooltip": "Stop early without finishing the last step's denoise."}),
-                "ensd": ("INT", {"default": 0, "min": 0, "max": seeds.MAX_SEED, "tooltip": (
-                    "A1111's 'Eta noise seed delta' for ancestral samplers' step noise. 0 (A1111's default): with the "
-                    "a1111 conventions step noise continues each image's initial-noise generator, as in A1111. Not 0: "
-                    "image k's step noise comes from a generator seeded seed + k + ensd. SDE samplers (Brownian "
-                    "trees seeded with seed + k) ignore it, as A1111 does.")}),
+                "ensd": ENSD,
             },
         }
 

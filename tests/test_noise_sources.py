@@ -38,6 +38,8 @@ def test_seed_options_normalise_and_freeze() -> None:
     ({"subseed_strength": 1.5}, r"subseed_strength must be in \[0, 1\], got 1.5"),
     ({"variations": "5:2"}, "variations weight"),
     ({"variations": "five"}, "cannot parse item 'five'"),
+    ({"ensd": 1.5}, "ensd must be an integer"),
+    ({"ensd": True}, "ensd must be an integer"),
 ])
 def test_seed_options_reject_bad_values(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -54,6 +56,12 @@ def test_step_noise_is_make_step_noise() -> None:
         assert torch.equal(got(like), want(like))
     with pytest.raises(ValueError, match="batch_index has 2 entries but the batch has 3 items"):
         o.step_noise(100, 3, [0, 1])
+    # ENSD: 0 is the default stream (comfy) or A1111's continued generator (a1111); else seed + ENSD
+    for convention in ("comfy", "a1111"):
+        for ensd in (0, 31337):
+            got = SeedOptions(convention, ensd=ensd).step_noise(100, 3)
+            want = make_step_noise(100, 3, convention=convention, seed_delta=ensd or None)
+            assert torch.equal(got(like), want(like))
 
 
 @pytest.mark.parametrize("batch_index", [None, [3, 1, 3]])

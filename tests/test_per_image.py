@@ -111,3 +111,37 @@ def test_errors_name_the_problem() -> None:
     bad_index = per_image.with_step_noise(ancestral, SeedOptions(), batch_index=[0])
     with pytest.raises(ValueError, match="batch_index has 1 entries but the batch has 2 items"):
         run(bad_index, torch.zeros(2, 2, 4, 4), 1)
+
+
+def sample_dpmpp_2m_sde_gpu(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
+    """Named as ComfyUI's Brownian sampler: dpmpp_sde-style nested queries, identity denoiser."""
+    for i in range(len(sigmas) - 1):
+        mid = (sigmas[i] * sigmas[i + 1]) ** 0.5
+        x = x + noise_sampler(sigmas[i], mid) + noise_sampler(sigmas[i], sigmas[i + 1])
+    return x
+
+
+@pytest.mark.parametrize("convention", ["comfy", "a1111_nv"])
+def test_brownian_samplers_get_one_tree_per_image(convention: str) -> None:
+    """ComfyUI's SDE samplers (here a _gpu variant) draw from per-image Brownian trees over the run's sigmas."""
+    from latent_ops.noise.brownian import BrownianNoise
+    from latent_ops.noise.conventions import step_plan
+
+    wrapped = per_image.with_step_noise(sample_dpmpp_2m_sde_gpu, SeedOptions(convention, ensd=31337))
+    x = torch.zeros(2, 2, 4, 4)
+    got = run(wrapped, x, 21)
+    trees = BrownianNoise(step_plan(21, 2, convention=convention), x, SIGMAS[-1], SIGMAS[0])  # ENSD: not for trees
+    assert torch.equal(got, sample_dpmpp_2m_sde_gpu(None, x, SIGMAS, noise_sampler=trees))
+    alone = run(wrapped, x[:1], 22)
+    assert torch.equal(got[1:], alone)
+
+
+def test_a1111_ensd_reaches_the_stream() -> None:
+    x = torch.zeros(2, 2, 4, 4)
+    for ensd in (0, 31337):
+        got = run(per_image.with_step_noise(ancestral, SeedOptions("a1111", ensd=ensd)), x, 5)
+        stream = make_step_noise(5, 2, convention="a1111", seed_delta=ensd)
+        want = x
+        for i in range(len(SIGMAS) - 1):
+            want = want + stream(x) * SIGMAS[i + 1]
+        assert torch.equal(got, want)

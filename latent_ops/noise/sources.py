@@ -31,22 +31,25 @@ __all__ = ["SeedOptions", "SeededNoise"]
 
 @dataclass(frozen=True)
 class SeedOptions:
-    """How seeds become noise: a convention, a variation seed and stacked variations.
+    """How seeds become noise: a convention, a variation seed, stacked variations and A1111's ENSD.
 
     Args:
         convention: one of :data:`latent_ops.noise.CONVENTIONS`.
         subseed: variation seed in [0, 2**64). subseed_strength: its weight in [0, 1] (0 = off).
         variations: stacked ``[(seed, weight), ...]`` or ``"123:0.2, 456:0.1"``; stored parsed,
             as a tuple of ``(seed, weight)`` pairs.
+        ensd: A1111's "eta noise seed delta" for stream step noise (0 = A1111's default; see
+            :func:`latent_ops.sampling.noise_sampler.make_noise_sampler`).
 
     Raises:
-        ValueError: on an unknown convention, a bad seed, strength or variation list.
+        ValueError: on an unknown convention, a bad seed, strength, variation list or ensd.
     """
 
     convention: str = "comfy"
     subseed: int = 0
     subseed_strength: float = 0.0
     variations: tuple[tuple[int, float], ...] | str = ()
+    ensd: int = 0
 
     def __post_init__(self) -> None:
         _check_convention(self.convention)
@@ -54,20 +57,24 @@ class SeedOptions:
         object.__setattr__(self, "subseed_strength", variation.check_strength(self.subseed_strength))
         parsed = variation.check_variations(self.variations)
         object.__setattr__(self, "variations", tuple((int(s), float(w)) for s, w in parsed))
+        if isinstance(self.ensd, bool) or not isinstance(self.ensd, int):
+            raise ValueError(f"SeedOptions: ensd must be an integer, got {self.ensd!r}")
 
     def step_noise(self, seed: int, batch_size: int, batch_index: Sequence[int] | None = None) -> StepNoise:
         """Fresh per-image step noise for one sampling run of ``batch_size`` images.
 
         Image ``k`` gets the step noise of :func:`latent_ops.noise.image_seeds` ``(seed, ...)[k]``
         (``seed + k``, or ``seed + batch_index[k]``), so it equals the same seed run alone.
-        Call it once per run: the returned generators advance with every draw.
+        Call it once per run: the returned generators advance with every draw. (The stream of
+        ancestral samplers; SDE samplers draw from Brownian trees, see
+        :func:`latent_ops.sampling.noise_sampler.make_noise_sampler`.)
 
         Raises:
             ValueError: on a bad seed, batch size or batch_index.
         """
         return make_step_noise(
             seed, batch_size, convention=self.convention, batch_index=batch_index, subseed=self.subseed,
-            subseed_strength=self.subseed_strength, variations=self.variations,
+            subseed_strength=self.subseed_strength, variations=self.variations, seed_delta=self.ensd or None,
         )
 
 

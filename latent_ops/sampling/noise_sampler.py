@@ -72,5 +72,5 @@ def make_noise_sampler(sampler_name: str, seed: int, like: Tensor, sigmas: Tenso
         positive = sigmas[sigmas > 0]
         top = sigmas.max()
         return BrownianNoise(plan, like, positive.min() if positive.numel() else top, top)
-    stream = conventions.StepNoise.from_plan(plan, ensd if (ensd or plan.a1111) else None)
+    stream = conventions.StepNoise.from_plan(plan, ensd or None)  # a1111: None = ENSD 0 = continue
     return step_noise_sampler(stream, like)

@@ -7,8 +7,11 @@ the whole batch on ``x``'s device (so image k changes with the batch and the dev
 
 :func:`with_step_noise` wraps such a function so that every call builds its own per-image
 noise sampler (:func:`noise_sampler`) from ``extra_args["seed"]`` and the batch: image k of a
-batch gets the step noise of the same seed run alone, drawn on the CPU. Functions without a
-``noise_sampler`` parameter (euler, heun, lms, dpmpp_2m, ...) are returned unchanged.
+batch gets the step noise of the same seed run alone, drawn on the CPU: a Brownian tree per
+image for the SDE samplers that build a ``BrownianTreeNoiseSampler`` (so one image equals
+ComfyUI's own run of that seed), a stream otherwise (A1111's under the a1111 conventions).
+Functions without a ``noise_sampler`` parameter (euler, heun, lms, dpmpp_2m, ...) are returned
+unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch import Tensor
 
 from ..noise.sources import SeedOptions
 from .basic import NoiseSampler
-from .registry import step_noise_sampler
+from .noise_sampler import make_noise_sampler
 
 __all__ = ["accepts_noise_sampler", "noise_sampler", "with_step_noise"]
 
@@ -48,22 +51,24 @@ def noise_sampler(options: SeedOptions, seed: int, x: Tensor, sigmas: Tensor, *,
     """The per-image noise sampler of one sampling run.
 
     Args:
-        options: convention and variations (:class:`latent_ops.noise.sources.SeedOptions`).
+        options: convention, variations and ENSD (:class:`latent_ops.noise.sources.SeedOptions`).
         seed: the run's seed (image k uses ``seed + k``, or ``seed + batch_index[k]``).
         x: the latent being sampled, ``[B, C, H, W]`` or ``[B, C, T, H, W]``; noise comes back in
             its shape, dtype and device.
-        sigmas: the run's schedule ``[N + 1]``. sampler_name: the sampler's name, if known.
-            (Neither changes the stream today; they are the inputs a sampler-specific stream,
-            such as a Brownian tree over ``sigmas``, needs.)
+        sigmas: the run's schedule ``[N + 1]`` (a Brownian tree spans its positive range).
+        sampler_name: the sampler's name (ours or ComfyUI's, e.g. ``dpmpp_2m_sde_gpu``): decides
+            between a Brownian tree and a stream.
 
     Returns:
-        ``noise_sampler(sigma, sigma_next) -> Tensor`` shaped like ``x``; every call advances
-        each image's CPU generators.
+        ``noise_sampler(sigma, sigma_next) -> Tensor`` shaped like ``x``
+        (:func:`latent_ops.sampling.noise_sampler.make_noise_sampler`).
 
     Raises:
         ValueError: on a bad seed or a ``batch_index`` whose length is not ``B``.
     """
-    return step_noise_sampler(options.step_noise(seed, x.shape[0], batch_index), x)
+    return make_noise_sampler(sampler_name, seed, x, sigmas, convention=options.convention, batch_index=batch_index,
+                              subseed=options.subseed, subseed_strength=options.subseed_strength,
+                              variations=options.variations, ensd=options.ensd)
 
 
 def with_step_noise(fn: SamplerFunction, options: SeedOptions, *,
