@@ -116,16 +116,20 @@ def test_signatures_match_between_prompts_only_where_inputs_match() -> None:
     assert a["3"] != b["3"] and a["1"] != b["1"] and a["5"] != b["5"]
 
 
-def test_worker_reruns_requested_outputs_even_when_cached(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keyed", ["right keys", "no keys", "wrong keys"])
+def test_worker_reruns_requested_outputs_even_when_cached(tmp_path: Path, keyed: str) -> None:
+    sigs, _ = SweepEngine(REGISTRY).plan(prompt_for(1))
+    keys = {"right keys": (sigs["4"],), "no keys": (), "wrong keys": (b"not a key",)}[keyed]
     worker = SweepWorker(REGISTRY, input_dir=tmp_path)
     try:
         first = worker.run(Task(0, prompt_for(1), None, ("3", "4")))
-        again = worker.run(Task(1, prompt_for(1), None, ("4",)))
+        again = worker.run(Task(1, prompt_for(1), None, ("4",), keys=keys))
     finally:
         worker.close()
     assert [f.name for f in first.files] == ["sweep/fixed_00001_.txt", "sweep/swept_00001_.txt"]
     assert [f.name for f in again.files] == ["sweep/fixed_00001_.txt"]  # ran although cached, in a fresh folder
     assert again.executed == ("4",) and first.error is None and worker.info()["pid"] > 0
+    assert again.cpu > 0 and again.seconds >= 0
 
 
 def test_worker_reports_a_failing_prompt_and_goes_on(tmp_path: Path) -> None:

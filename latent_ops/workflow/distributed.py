@@ -48,7 +48,8 @@ class PromptReport:
         index: position in the sweep. status: "ok", "failed" or "skipped" (``resume``: already written).
         chosen: the swept values (``{"node.input": value}``). files: ``{"type", "path"}`` written
             (output paths relative to the output folder, previews absolute).
-        seconds: the worker's time for the prompt. latency: from handing it out to its files written.
+        seconds / cpu: the worker's wall and CPU time for the prompt. latency: from handing it out to
+            its files written.
         timings / executed / cached: per node, as :class:`~latent_ops.workflow.RunResult`.
         worker: which worker ran it (``worker``, ``pid``, and on Ray ``node_id``, ``actor_id``, ``host``).
         attempts: times it was started (> 1 after a worker died). error: why it failed.
@@ -59,6 +60,7 @@ class PromptReport:
     chosen: dict[str, Any] = field(default_factory=dict)
     files: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    cpu: float = 0.0
     latency: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
@@ -227,7 +229,8 @@ class _Driver:
             item.task, item.outcome = None, Outcome(item.index)
             return
         attempt = item.task.attempt if item.task is not None else 0
-        item.task, item.outcome = Task(item.index, item.prompt, item.ui, wanted, attempt), None
+        keys = tuple(item.sigs[nid] for nid in wanted)
+        item.task, item.outcome = Task(item.index, item.prompt, item.ui, wanted, attempt, keys), None
         item.submitted = time.perf_counter()
         self.pool.submit(item.task)
 
@@ -263,7 +266,8 @@ class _Driver:
 
     def _write(self, item: _Item, started: float) -> None:
         outcome = item.outcome
-        report = PromptReport(item.index, item.status, item.chosen, seconds=outcome.seconds, timings=outcome.timings,
+        report = PromptReport(item.index, item.status, item.chosen, seconds=outcome.seconds, cpu=outcome.cpu,
+                              timings=outcome.timings,
                               executed=list(outcome.executed), cached=list(outcome.cached), worker=outcome.worker,
                               attempts=outcome.attempt + 1 if item.task is not None else 0, error=outcome.error)
         if outcome.error is not None:

@@ -256,7 +256,7 @@ class RayPool:
             self.ready.discard(number)
             if self.deaths[number] <= MAX_ATTEMPTS:
                 self._starting[self.actors[number].setup.remote(self.inputs)] = number
-        retry = Task(task.index, task.prompt, task.ui, task.outputs, task.attempt + 1)
+        retry = Task(task.index, task.prompt, task.ui, task.outputs, task.attempt + 1, task.keys)
         if retry.attempt >= MAX_ATTEMPTS or not (self.ready or self._starting):
             message = f"the worker running it died {retry.attempt} time(s): {type(err).__name__}"
             return [Outcome(task.index, error={"type": "worker", "message": message}, attempt=task.attempt)]

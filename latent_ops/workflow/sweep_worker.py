@@ -41,6 +41,7 @@ class Task:
         index: position in the sweep (from 0). prompt / ui: API prompt and UI workflow (or None).
         outputs: the output node ids to run (see :func:`local_outputs`); ancestors run as needed.
         attempt: 0 the first time, +1 each time a worker died while running it.
+        keys: the driver's cache keys of ``outputs``, so the worker need not compute them.
     """
 
     index: int
@@ -48,6 +49,7 @@ class Task:
     ui: dict[str, Any] | None
     outputs: tuple[str, ...]
     attempt: int = 0
+    keys: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Outcome:
     worker: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
     attempt: int = 0
+    cpu: float = 0.0
 
 
 class SweepEngine(Engine):
@@ -99,14 +102,26 @@ class SweepEngine(Engine):
         return sigs, checked.targets
 
     def run_fresh(self, prompt: Mapping[str, Any], outputs: Iterable[str], extra_pnginfo: Mapping[str, Any] | None = None,
-                  ) -> RunResult:
-        """Run only ``outputs`` (and their ancestors), executing those nodes even if they are cached."""
+                  keys: Iterable[bytes] = ()) -> RunResult:
+        """Run only ``outputs`` (and their ancestors), executing those nodes even if they are cached.
+
+        ``keys`` (their cache keys, if the caller knows them) are forgotten first; an output that
+        still came from the cache is found by its own key and run again.
+        """
         outputs = list(outputs)
-        if self.use_cache:
-            for nid, sig in self.plan(prompt, outputs)[0].items():
-                if nid in outputs:
-                    self._cache.pop(sig, None)
-        return self.run(prompt, extra_pnginfo=extra_pnginfo, outputs=outputs)
+        for key in keys:
+            self._cache.pop(key, None)
+        result = self.run(prompt, extra_pnginfo=extra_pnginfo, outputs=outputs)
+        missed = [nid for nid in outputs if nid not in result.executed]
+        if missed and self.use_cache:
+            sigs = self.plan(prompt, missed)[0]
+            for nid in missed:
+                self._cache.pop(sigs[nid], None)
+            again = self.run(prompt, extra_pnginfo=extra_pnginfo, outputs=missed)
+            result.executed += again.executed
+            result.timings.update(again.timings)
+            result.ui.update(again.ui)
+        return result
 
 
 def local_outputs(sigs: Mapping[str, bytes], outputs: Iterable[str], previous: Iterable[bytes]) -> tuple[str, ...]:
@@ -222,19 +237,20 @@ class SweepWorker:
         Raises:
             RunInterrupted: :meth:`interrupt` was called.
         """
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         extra = {"workflow": task.ui} if task.ui is not None else None
         try:
             with self._folders() as (out, temp):
-                result = self.engine.run_fresh(task.prompt, task.outputs, extra_pnginfo=extra)
+                result = self.engine.run_fresh(task.prompt, task.outputs, extra_pnginfo=extra, keys=task.keys)
                 produced = collect(out, "output") + collect(temp, "temp")
         except RunInterrupted:
             raise
         except Exception as err:  # noqa: BLE001 - any failure of this prompt is reported, the worker lives on
             return Outcome(task.index, seconds=time.perf_counter() - start, worker=self.info(), error=error_of(err),
-                           attempt=task.attempt)
+                           attempt=task.attempt, cpu=time.process_time() - cpu)
         return Outcome(task.index, tuple(produced), time.perf_counter() - start, dict(result.timings),
-                       tuple(result.executed), tuple(result.cached), self.info(), attempt=task.attempt)
+                       tuple(result.executed), tuple(result.cached), self.info(), attempt=task.attempt,
+                       cpu=time.process_time() - cpu)
 
     def close(self) -> None:
         """Delete the worker's scratch folder."""
