@@ -257,7 +257,7 @@ def test_embedded_folder_dispatch(tmp_path, monkeypatch):
         return torch.zeros_like(x)
 
     fake = types.ModuleType("latent_ops.embedded.loader")
-    fake.load_embedded = lambda folder: (backbone, Enc(), vae_module, {"prediction": "eps"})
+    fake.load_embedded = lambda folder, device="cpu", dtype=None: (backbone, Enc(), vae_module, {"prediction": "eps"})
     monkeypatch.setitem(sys.modules, "latent_ops.embedded.loader", fake)
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "LatentOpsDefaultPipeline"}))
     model, enc, vae = checkpoints.load_checkpoint(tmp_path)
