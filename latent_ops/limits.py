@@ -27,8 +27,8 @@ MAX_TILES = 4096
 MAX_VARIATIONS = 1024
 """Stacked ``seed:weight`` variations in one list."""
 MAX_KMEANS_WORK = 10**11
-"""Multiply-adds of one Lloyd pass over every restart and candidate ``k`` of a clustering, plus
-the silhouette scores (about a minute on a laptop CPU)."""
+"""Estimated work of a clustering (:func:`latent_ops.space.cluster.kmeans_work`: k-means++ and one
+Lloyd pass per restart and candidate ``k``, plus silhouettes): a few minutes on one CPU thread."""
 MAX_STEPS = 4096
 """Values of one traversal sweep (``steps``)."""
 MAX_ELEMENTS = 2**31

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import progress
 from .interp import MAGNITUDES, Magnitude, _check_choice, as_tensor, check_finite, pair_weights, work_dtype
 from .latents import Latent
 from .limits import check_elements, excerpt
@@ -273,6 +274,7 @@ def walk(keyframes: Tensor, frames: int, *, easing: str = "linear", loop: bool =
     for j, count in enumerate(p.counts):  # one segment at a time, in cache-sized row blocks
         xa, xb = p.x[j], p.x[(j + 1) % k]
         for r in range(start, start + count, block):
+            progress.check()
             e = min(r + block, start + count)
             o = flat[r:e] if scratch is None else scratch[: e - r]
             torch.lerp(xa, xb, ratio[r:e], out=o)  # one pass writing the block,
