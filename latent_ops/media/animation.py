@@ -13,7 +13,8 @@ def save_animation(frames: Tensor, filename_prefix: str, *, fps: float = 12.0, l
     """Save ``frames`` as the next ``{prefix}_{counter:05}_.gif`` in the output folder.
 
     The name follows ComfyUI's filename counter (subfolders allowed, confined to the output
-    folder); the file is written atomically and never overwrites another.
+    folder); the file is written atomically and never overwrites another (a counter another
+    process took meanwhile is skipped).
 
     Args:
         frames: ``[N, H, W, 3]`` float IMAGE in [0, 1].
@@ -35,6 +36,11 @@ def save_animation(frames: Tensor, filename_prefix: str, *, fps: float = 12.0, l
         raise ValueError(f"save_animation: scale must be an integer >= 1, got {scale!r}")
     if scale > 1:
         frames = F.interpolate(frames.movedim(-1, 1), scale_factor=scale, mode="nearest").movedim(1, -1)
-    target = files.output_path(filename_prefix, "gif", width=int(frames.shape[2]), height=int(frames.shape[1]))
-    images.save_gif(frames, target.path, fps=fps, loop=loop)
-    return target.ui()
+    for _ in range(files.MAX_COUNTER_TRIES):
+        target = files.output_path(filename_prefix, "gif", width=int(frames.shape[2]), height=int(frames.shape[1]))
+        try:
+            images.save_gif(frames, target.path, fps=fps, loop=loop)
+        except FileExistsError:  # another run took this counter meanwhile: take the next one
+            continue
+        return target.ui()
+    raise files.FileAccessError(f"save_animation: no free output name for {filename_prefix!r:.80}")

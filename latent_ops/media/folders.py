@@ -1,32 +1,42 @@
 """Confined folders for workflow nodes: input/output/temp folders, safe names, output names.
 
 Names are relative to the configured input or output folder; a name that escapes it (``..``, an
-absolute path, a symlink pointing out) is refused with :class:`FileAccessError`. The folders live
-in a context variable set with :func:`using`. Output names follow ComfyUI's
-``{prefix}_{counter:05}_.{ext}`` counter.
+absolute path, a symlink pointing out) is refused with :class:`FileAccessError`; for output
+folders every existing component is resolved and checked before any folder is created. The folders
+live in a context variable set with :func:`using`. Output names follow ComfyUI's
+``{prefix}_{counter:05}_.{ext}`` counter, and a prefix may use ComfyUI's ``%...%`` fields
+(:func:`text_replacements`). Error messages quote names cut to a few dozen characters.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import FileAccessError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+MAX_PREFIX_CHARS = 1024
+"""Characters of a ``filename_prefix`` (after its ``%...%`` fields are filled in)."""
+MAX_NAME_BYTES = 200
+"""UTF-8 bytes of one folder or file name in a prefix (file systems allow 255; the counter,
+extension and temporary-file prefix need the rest)."""
 
 
 @dataclass(frozen=True)
 class Folders:
-    """Where nodes read inputs and write outputs. ``temp_dir`` None = a folder in the system temp."""
+    """Where nodes read inputs and write outputs. ``temp_dir`` None = a private folder of this
+    process in the system temp (see :func:`temp_dir`)."""
 
     input_dir: Path
     output_dir: Path
@@ -59,10 +69,29 @@ def using(input_dir: str | Path | None = None, output_dir: str | Path | None = N
         _folders.reset(token)
 
 
+_private: dict[int, Path] = {}
+
+
 def temp_dir() -> Path:
-    """The temp folder for previews."""
+    """The temp folder for previews: the configured one, else a private folder of this process.
+
+    The private folder is made on first use with :func:`tempfile.mkdtemp` (mode 0700, a fresh
+    random name, so nothing planted in the shared temp folder can redirect it) and removed with
+    its previews when the process exits, as ComfyUI empties its temp folder.
+    """
     folder = current().temp_dir
-    return folder if folder is not None else Path(tempfile.gettempdir()) / "latent_ops_temp"
+    if folder is not None:
+        return folder
+    pid = os.getpid()
+    if pid not in _private or not _private[pid].is_dir():
+        _private[pid] = Path(tempfile.mkdtemp(prefix="latent_ops_temp-"))
+        atexit.register(_remove_private, _private[pid], pid)
+    return _private[pid]
+
+
+def _remove_private(path: Path, pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked child, which inherits the parent's handlers
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def safe_name(name: str, what: str = "file name") -> PurePosixPath:
@@ -87,7 +116,8 @@ def safe_name(name: str, what: str = "file name") -> PurePosixPath:
 def _inside(path: Path, root: Path, name: str, what: str) -> Path:
     real, real_root = path.resolve(), root.resolve()
     if real != real_root and real_root not in real.parents:
-        raise FileAccessError(f"{what} {name!r:.80} resolves to {real}, outside {real_root} (a symlink pointing out?)")
+        raise FileAccessError(f"{what} {name!r:.80} resolves to {str(real)!r:.120}, outside {real_root} "
+                              "(a symlink pointing out?)")
     return real
 
 
@@ -167,6 +197,49 @@ class OutputFile:
         return {"filename": self.filename, "subfolder": self.subfolder, "type": self.type}
 
 
+_DATE_FIELDS = re.compile(r"dd?|MM?|hh?|mm?|ss?|yyy?y?")
+_UNSAFE = re.compile(r'[/?<>\\:*|"\x00-\x1f\x7f]')
+
+
+def format_date(pattern: str, now: time.struct_time) -> str:
+    """The graph editor's ``formatDate``: ``yyyy``, ``yy``, ``MM``/``M``, ``dd``/``d``, ``hh``/``h``
+    (24-hour), ``mm``/``m``, ``ss``/``s`` replaced (doubled letters zero-padded), the rest kept.
+
+    Example: ``format_date("yyyy-MM-dd hh.mm", now)`` -> ``"2024-03-07 09.05"``.
+    """
+    parts = {"d": now.tm_mday, "M": now.tm_mon, "h": now.tm_hour, "m": now.tm_min, "s": now.tm_sec}
+
+    def field(match: re.Match[str]) -> str:
+        text = match[0]
+        if text == "yy":
+            return str(now.tm_year)[2:]
+        if text == "yyyy":
+            return str(now.tm_year)
+        return str(parts[text[0]]).zfill(len(text)) if text[0] in parts else text
+
+    return _DATE_FIELDS.sub(field, pattern)
+
+
+def text_replacements(value: str, widget: Callable[[str, str], object] | None = None,
+                      now: time.struct_time | None = None) -> str:
+    """The editor's ``applyTextReplacements`` for a save node's ``filename_prefix``.
+
+    ``%date:PATTERN%`` becomes :func:`format_date` of the local time; ``%Node.widget%`` becomes
+    ``widget("Node", "widget")`` with ``/ ? < > \\ : * | "`` and control characters replaced by
+    ``_`` (kept as written when ``widget`` is None or returns None); other fields are kept.
+    """
+    stamp = time.localtime() if now is None else now
+
+    def field(match: re.Match[str]) -> str:
+        split = match[1].split(".")
+        if len(split) != 2:
+            return format_date(split[0][5:], stamp) if split[0].startswith("date:") else match[0]
+        found = widget(split[0], split[1]) if widget is not None else None
+        return match[0] if found is None else _UNSAFE.sub("_", str(found))
+
+    return re.sub(r"%([^%]+)%", field, value)
+
+
 def _expand(prefix: str, width: int | None, height: int | None) -> str:
     now = time.localtime()
     table = {"%year%": f"{now.tm_year}", "%month%": f"{now.tm_mon:02}", "%day%": f"{now.tm_mday:02}",
@@ -175,11 +248,14 @@ def _expand(prefix: str, width: int | None, height: int | None) -> str:
         table.update({"%width%": str(width), "%height%": str(height)})
     for key, value in table.items():
         prefix = prefix.replace(key, value)
-    return prefix
+    return text_replacements(prefix, now=now) if "%date:" in prefix else prefix
 
 
 def next_counter(folder: Path, filename: str) -> int:
-    """ComfyUI's counter: 1 + the largest ``N`` of files named ``{filename}_{N}...`` in ``folder``."""
+    """ComfyUI's counter: 1 + the largest ``N`` of files named ``{filename}_{N}...`` in ``folder``.
+
+    Only ASCII digits count (``_²_`` or ``_٣_`` are not counters).
+    """
     best = 0
     try:
         names = os.listdir(folder)
@@ -188,35 +264,82 @@ def next_counter(folder: Path, filename: str) -> int:
     for name in names:
         if name.startswith(filename + "_"):
             digits = name[len(filename) + 1:].split("_")[0]
-            if digits.isdigit():
+            if digits.isascii() and digits.isdigit():
                 best = max(best, int(digits))
     return best + 1
 
 
+def _check_prefix(prefix: str) -> None:
+    if len(prefix) > MAX_PREFIX_CHARS:
+        raise FileAccessError(f"filename_prefix {prefix!r:.60}... is {len(prefix)} characters long; "
+                              f"at most {MAX_PREFIX_CHARS} are allowed")
+    for part in prefix.replace("\\", "/").split("/"):
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > MAX_NAME_BYTES:
+            raise FileAccessError(f"filename_prefix: the name {part!r:.60}... is {size} bytes long; at most "
+                                  f"{MAX_NAME_BYTES} are allowed per folder or file name")
+
+
+def _confined_mkdir(root: Path, rel: PurePosixPath, prefix: str) -> Path:
+    """Create ``root / rel`` one component at a time, resolving each one and refusing any that
+    lands outside ``root`` before the next is created; returns the real folder."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FileAccessError(f"cannot create output folder {str(root)!r:.200}: {err.strerror or err}") from None
+    real_root = root.resolve()
+    folder = real_root
+    for part in rel.parts:
+        step = folder / part
+        if not os.path.lexists(step):
+            try:
+                step.mkdir()
+            except FileExistsError:
+                pass  # made meanwhile (another run); checked below like any existing one
+            except OSError as err:
+                raise FileAccessError(f"cannot create output folder {part!r:.80} for filename_prefix {prefix!r:.80}: "
+                                      f"{err.strerror or err}") from None
+        folder = _inside(step, real_root, prefix, "filename_prefix")
+        if not folder.is_dir():
+            raise FileAccessError(f"filename_prefix {prefix!r:.80}: {part!r:.80} exists and is not a folder")
+    return folder
+
+
+def output_folder(prefix: str, *, width: int | None = None, height: int | None = None,
+                  temp: bool = False) -> tuple[Path, str, str]:
+    """Where a ``filename_prefix`` saves: ``(real folder, name, subfolder)``; the folder is created.
+
+    ``prefix`` may contain subfolders (``"latents/run"``), ``%width%``/``%height%``, ComfyUI's
+    date fields (``%year%``, ``%date:yyyy-MM-dd%``, ...). ``"sub/"`` means files named
+    ``_00001_...`` inside ``sub``, as in ComfyUI.
+
+    Raises:
+        FileAccessError: the prefix escapes the folder (``..``, absolute, through a symlink: checked
+            before any folder is created), is too long, or the folder cannot be created.
+    """
+    safe_name(prefix, "filename_prefix")  # a string, no NUL (checked again once expanded)
+    _check_prefix(prefix)
+    expanded = _expand(prefix, width, height).replace("\\", "/")
+    _check_prefix(expanded)
+    rel = safe_name(expanded, "filename_prefix")
+    root = temp_dir() if temp else current().output_dir
+    folder_rel, name = (rel, "") if expanded.endswith("/") else (rel.parent, rel.name)
+    real = _confined_mkdir(root, folder_rel, prefix)
+    return real, name, "" if str(folder_rel) == "." else str(folder_rel)
+
+
 def output_path(prefix: str, ext: str, *, width: int | None = None, height: int | None = None,
                 temp: bool = False) -> OutputFile:
-    """The next free ``{prefix}_{counter:05}_.{ext}`` in the output (or temp) folder.
-
-    ``prefix`` may contain subfolders (``"latents/run"``) and ``%width%``/``%height%``/date
-    fields, as ComfyUI's ``filename_prefix``. The folder is created.
+    """The next free ``{prefix}_{counter:05}_.{ext}`` in the output (or temp) folder (see
+    :func:`output_folder`). The name is only looked up: to write a file under it without a race
+    with other processes, use :func:`latent_ops.media.files.save_output`.
 
     Raises:
         FileAccessError: if the prefix escapes the folder.
     """
-    root = temp_dir() if temp else current().output_dir
-    expanded = _expand(prefix, width, height).replace("\\", "/")
-    rel = safe_name(expanded, "filename_prefix")
-    # "sub/" means files named "_00001_..." inside "sub", as in ComfyUI
-    folder_rel, name = (rel, "") if expanded.endswith("/") else (rel.parent, rel.name)
-    folder = root / folder_rel
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise FileAccessError(f"cannot create output folder {folder}: {err.strerror or err}") from None
-    real = _inside(folder, root, prefix, "filename_prefix")
+    real, name, subfolder = output_folder(prefix, width=width, height=height, temp=temp)
     counter = next_counter(real, name)
     while (real / f"{name}_{counter:05}_.{ext}").exists():
         counter += 1
-    subfolder = "" if str(folder_rel) == "." else str(folder_rel)
     filename = f"{name}_{counter:05}_.{ext}"
     return OutputFile(real / filename, filename, subfolder, "temp" if temp else "output")
