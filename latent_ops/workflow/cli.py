@@ -205,7 +205,8 @@ def _problem_text(found: list[dict[str, Any]]) -> str:
         if p["message"] not in seen:
             seen.add(p["message"])
             lines.append(f"  - [{p['type']}] {p['message']}")
-    return f"workflow is invalid ({len(lines)} problem(s)):\n" + "\n".join(lines)
+    more = [f"  ... and {len(lines) - 100} more (--json lists them all)"] if len(lines) > 100 else []
+    return f"workflow is invalid ({len(lines)} problem(s)):\n" + "\n".join(lines[:100] + more)
 
 
 def _cmd_validate(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:
@@ -347,6 +348,8 @@ def _cmd_nodes(args: argparse.Namespace, registry: Mapping[str, type], names: Ma
 
 
 def _cmd_convert(args: argparse.Namespace, registry: Mapping[str, type], names: Mapping[str, str] | None) -> int:
+    if args.output is not None and args.output.resolve() == args.workflow.resolve():  # never overwrite the input
+        raise UsageError(f"convert: -o {args.output} is the input workflow; write the conversion to another file")
     workflow = load(args.workflow, registry, names)
     if args.to == "api":
         doc = workflow.prompt

@@ -39,6 +39,9 @@ class Event:
 
 
 EventCallback = Callable[[Event], None]
+_PROCESS_EXITS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+"""What a node may raise that ends the run as it is; anything else (even a BaseException such as
+pyo3's ``PanicException``) becomes an :class:`ExecutionError` naming the node."""
 
 
 @dataclass
@@ -136,7 +139,8 @@ class Engine:
 
         Raises:
             ValidationFailed: listing every problem; nothing has run.
-            ExecutionError: a node raised (``__cause__`` is its exception).
+            ExecutionError: a node raised anything but KeyboardInterrupt/SystemExit/GeneratorExit
+                (``__cause__`` is its exception).
             RunInterrupted: :meth:`interrupt` was called (or a library loop raised Interrupted).
         """
         checked = analyse(prompt, self.registry, outputs)
@@ -188,7 +192,9 @@ class Engine:
                 accepted = nd.is_changed_params
                 changed = nd.is_changed(**{i.name: consts.get(i.name) for i in nd.inputs
                                            if accepted is None or i.name in accepted})
-            except Exception as err:
+            except _PROCESS_EXITS:
+                raise
+            except BaseException as err:
                 raise ExecutionError(nid, nd.class_type, err) from err
             if isinstance(changed, float) and math.isnan(changed):
                 changed = ("NaN", next(self._nonce))  # never equal: always re-run
@@ -233,7 +239,9 @@ class Engine:
         except progress.Interrupted:
             self._interrupt.clear()
             raise RunInterrupted(nid, nd.class_type) from None
-        except Exception as err:
+        except _PROCESS_EXITS:
+            raise
+        except BaseException as err:  # also what Python does not call an Exception (a Rust panic)
             raise ExecutionError(nid, nd.class_type, err) from err
         seconds = time.perf_counter() - start
         result.timings[nid] = seconds

@@ -14,6 +14,9 @@ from typing import Any
 from ..errors import LatentOpsError
 
 _MAX_REPR = 120
+MAX_MESSAGE = 2000
+"""Characters of one problem or error message (a node id, a node's error or its VALIDATE_INPUTS
+answer can be any size)."""
 
 
 _REPR = reprlib.Repr()
@@ -28,6 +31,11 @@ def short_repr(value: Any) -> str:  # noqa: ANN401 - any JSON value
     except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
         text = f"<{type(value).__name__}>"
     return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+
+
+def cut(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was (messages quote node ids and errors)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -50,10 +58,15 @@ class Problem:
     input_name: str | None = None
     received_value: Any = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", cut(self.message))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the received value is kept only if it is a small JSON scalar)."""
-        out = {"type": self.type, "message": self.message, "node_id": self.node_id, "class_type": self.class_type,
-               "input_name": self.input_name, "received_value": self.received_value}
+        """JSON-ready dict (the received value is kept only if it is a small JSON scalar; names are cut)."""
+        named = (cut(v, _MAX_REPR) if isinstance(v, str) else v for v in (self.node_id, self.class_type, self.input_name))
+        node_id, class_type, input_name = named
+        out = {"type": self.type, "message": self.message, "node_id": node_id, "class_type": class_type,
+               "input_name": input_name, "received_value": self.received_value}
         value = out["received_value"]
         if not (value is None or isinstance(value, (bool, int, float)) and len(str(value)) <= 40
                 or isinstance(value, str) and len(value) <= _MAX_REPR):
@@ -84,8 +97,8 @@ class ExecutionError(RuntimeError):
         self.node_id = node_id
         self.class_type = class_type
         self.error_type = type(error).__name__
-        self.error_message = str(error)
-        super().__init__(f"node {node_id} ({class_type}) failed: {self.error_type}: {error}")
+        self.error_message = cut(str(error))
+        super().__init__(f"node {cut(node_id, _MAX_REPR)} ({class_type}) failed: {self.error_type}: {self.error_message}")
 
 
 class RunInterrupted(RuntimeError):

@@ -4,24 +4,38 @@ UI → API follows the editor's ``graphToPrompt``: widget values are positional 
 (required, then optional; widget types only), the seed widget's extra ``control_after_generate``
 value and upload buttons' values are skipped, links override widgets, reroutes are followed,
 primitive nodes are inlined, muted nodes (mode 2) are dropped, bypassed nodes (mode 4) pass the
-first input of the same type through, and links that end at a dropped node are removed.
+first input of the same type through, and links that end at a dropped node are removed. A save
+node's ``filename_prefix`` gets the editor's ``%date:...%`` and ``%Node.widget%`` replacements.
+
+Reading is bounded: only regular files of at most :data:`MAX_FILE_BYTES`, PNG text within one
+budget (:mod:`latent_ops.media.png`), and JSON nested at most :data:`MAX_DEPTH` levels (checked
+before anything walks it recursively). A UI graph with duplicate node ids, or a required input
+fed by a link that is not in the graph, is refused naming the node and the link.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import FileAccessError
+from ..media.folders import text_replacements
 from ..media.png import PNG_SIGNATURE, read_png_text
-from .errors import WorkflowError
+from .errors import WorkflowError, short_repr
 from .schema import CONTROL_VALUES, NodeDef, node_def
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 64
+"""Levels of nested lists/objects a workflow may have (real ones have fewer than 10)."""
+SAVE_NODES = frozenset({"SaveImage", "SaveAnimatedWEBP", "SaveWEBM", "SaveAudio", "SaveGLB", "SaveAnimatedPNG",
+                        "CLIPSave", "VAESave", "ModelSave", "LoraSave", "SaveLatent"})
+"""Nodes whose ``filename_prefix`` the editor fills in (its ``saveImageExtraOutput`` extension)."""
 MODE_MUTED, MODE_BYPASS = 2, 4
 REROUTE, PRIMITIVE = "Reroute", "PrimitiveNode"
 FRONTEND_ONLY = frozenset({REROUTE, PRIMITIVE, "Note", "MarkdownNote"})
@@ -49,12 +63,12 @@ def parse_json(text: str | bytes, what: str = "workflow") -> Any:  # noqa: ANN40
     """Parse JSON strictly (no NaN/Infinity) with errors fit for people.
 
     Raises:
-        WorkflowError: for invalid JSON, undecodable bytes or absurd nesting.
+        WorkflowError: for invalid JSON, undecodable bytes or nesting deeper than :data:`MAX_DEPTH`.
     """
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8-sig")
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except UnicodeDecodeError as err:
         raise WorkflowError(f"{what} is not UTF-8 text (neither JSON nor PNG): {err}") from None
     except json.JSONDecodeError as err:
@@ -63,6 +77,44 @@ def parse_json(text: str | bytes, what: str = "workflow") -> Any:  # noqa: ANN40
         raise WorkflowError(f"{what} cannot be read: {err}") from None
     except RecursionError:
         raise WorkflowError(f"{what} is nested too deeply to be a workflow") from None
+    check_depth(value, what)
+    return value
+
+
+def _where(path: list[Any], data: Any) -> str:  # noqa: ANN401
+    """Words for a position in a workflow: ``node 5 input 'seed'`` or ``nodes[3] (node 7)``, else its path."""
+    if len(path) >= 3 and path[1] == "inputs" and isinstance(data, dict) and "nodes" not in data:
+        return f"node {str(path[0])[:40]} input {short_repr(path[2])}"
+    text = "".join(f"[{short_repr(k)}]" for k in path[:8]) + ("..." if len(path) > 8 else "")
+    if len(path) >= 2 and path[0] == "nodes" and isinstance(path[1], int):
+        node = data["nodes"][path[1]]
+        widget = f" {str(path[2])[:40]}" if len(path) > 2 else ""
+        return f"{text} (UI node {short_repr(node.get('id'))}{widget})" if isinstance(node, dict) else text
+    return text
+
+
+def check_depth(data: Any, what: str = "workflow", limit: int = MAX_DEPTH) -> None:  # noqa: ANN401
+    """Refuse JSON nested more than ``limit`` levels, naming where (walked without recursion).
+
+    Raises:
+        WorkflowError: naming ``what``, the node and input (or the path) and the limit.
+    """
+    stack: list[tuple[Any, int, tuple | None]] = [(data, 0, None)]
+    while stack:
+        value, depth, trail = stack.pop()
+        if isinstance(value, dict):
+            items = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            continue
+        if depth >= limit:
+            path: list[Any] = []
+            while trail is not None:
+                trail, key = trail
+                path.append(key)
+            raise WorkflowError(f"{what}: {_where(path[::-1], data)} is nested more than {limit} levels deep")
+        stack.extend((item, depth + 1, (trail, key)) for key, item in items)
 
 
 def load(path: str | Path, registry: Mapping[str, type], display_names: Mapping[str, str] | None = None) -> Workflow:
@@ -72,16 +124,10 @@ def load(path: str | Path, registry: Mapping[str, type], display_names: Mapping[
         WorkflowError: unreadable file, not a workflow, or a PNG without workflow chunks.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise WorkflowError(f"{path}: {size} bytes is too big for a workflow file (limit {MAX_FILE_BYTES})")
-        data = path.read_bytes()
-    except OSError as err:
-        raise WorkflowError(f"cannot read workflow {path}: {err.strerror or err}") from None
+    data = _read_file(path)
     if data.startswith(PNG_SIGNATURE):
         try:
-            chunks = read_png_text(data)
+            chunks = read_png_text(data, keys=("prompt", "workflow"))
         except FileAccessError as err:
             raise WorkflowError(f"{path}: {err}") from None
         ui = parse_json(chunks["workflow"], f"{path} 'workflow' chunk") if "workflow" in chunks else None
@@ -94,8 +140,35 @@ def load(path: str | Path, registry: Mapping[str, type], display_names: Mapping[
     return from_data(parse_json(data, str(path)), registry, display_names)
 
 
+def _read_file(path: Path) -> bytes:
+    """The bytes of a workflow file: a regular file (not a device, pipe or folder) of at most MAX_FILE_BYTES."""
+    blocks: list[bytes] = []
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise WorkflowError(f"{path}: not a regular file (a device, pipe or folder); "
+                                    "give a workflow .json or .png")
+            left = MAX_FILE_BYTES + 1
+            while left > 0 and (block := os.read(fd, min(left, 1 << 20))):
+                blocks.append(block)
+                left -= len(block)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise WorkflowError(f"cannot read workflow {path}: {err.strerror or err}") from None
+    if left <= 0:
+        raise WorkflowError(f"{path}: more than {MAX_FILE_BYTES} bytes is too big for a workflow file")
+    return b"".join(blocks)
+
+
 def from_data(data: Any, registry: Mapping[str, type], display_names: Mapping[str, str] | None = None) -> Workflow:  # noqa: ANN401
-    """Recognise parsed JSON as UI format, API format or a ``POST /prompt`` body."""
+    """Recognise parsed JSON as UI format, API format or a ``POST /prompt`` body.
+
+    Raises:
+        WorkflowError: not a workflow, nested deeper than :data:`MAX_DEPTH`, or a malformed UI graph.
+    """
+    check_depth(data)
     if not isinstance(data, dict):
         raise WorkflowError(f"a workflow must be a JSON object, got {type(data).__name__}")
     if "nodes" in data and "links" in data:
@@ -170,7 +243,8 @@ def _ui_nodes(ui: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     raw = ui.get("nodes")
     if not isinstance(raw, list):
         raise WorkflowError("UI workflow: 'nodes' must be a list")
-    subgraphs = {s.get("id") for s in (ui.get("definitions") or {}).get("subgraphs", []) if isinstance(s, dict)}
+    listed = ui["definitions"].get("subgraphs") if isinstance(ui.get("definitions"), dict) else None
+    subgraphs = {s["id"] for s in listed if isinstance(s, dict) and isinstance(s.get("id"), str)} if isinstance(listed, list) else set()
     nodes: dict[str, dict[str, Any]] = {}
     for node in raw:
         if not isinstance(node, dict) or not isinstance(node.get("id"), (int, str)) or not isinstance(node.get("type"), str):
@@ -182,7 +256,11 @@ def _ui_nodes(ui: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                                 "group nodes are not supported, convert it back to nodes")
         if not isinstance(node.get("inputs") or [], list) or not isinstance(node.get("outputs") or [], list):
             raise WorkflowError(f"UI workflow: node {node['id']}: 'inputs'/'outputs' must be lists")
-        nodes[str(node["id"])] = node
+        nid = str(node["id"])
+        if nid in nodes:
+            raise WorkflowError(f"UI workflow: node id {short_repr(node['id'])} is used by two nodes "
+                                f"({short_repr(nodes[nid]['type'])} and {short_repr(node['type'])}); ids must be unique")
+        nodes[nid] = node
     return nodes
 
 
@@ -194,14 +272,19 @@ def _input_link(node: Mapping[str, Any], index: int) -> Any:  # noqa: ANN401
 
 
 def _resolve(link_id: Any, want: str | None, nodes: Mapping[str, dict], links: Mapping[int, tuple]) -> Any:  # noqa: ANN401
-    """Follow reroutes/bypasses from a link; ``("link", [id, slot])``, ``("value", v)`` or ``None``."""
+    """Follow reroutes/bypasses from a link; ``("link", [id, slot])``, ``("value", v)``, ``None`` (nothing
+    connected) or ``("broken", why)`` (a link id not in ``links``, or one from a node that does not exist)."""
     seen: set[int] = set()
-    while isinstance(link_id, int) and link_id in links and link_id not in seen:
+    while link_id is not None:
+        if isinstance(link_id, bool) or not isinstance(link_id, int) or link_id not in links:
+            return ("broken", f"link {short_repr(link_id)}, which is not in the workflow's links")
+        if link_id in seen:
+            return None
         seen.add(link_id)
         origin_id, slot, _ = links[link_id]
         origin = nodes.get(origin_id)
         if origin is None:
-            return None
+            return ("broken", f"link {link_id} from node {short_repr(origin_id)}, which does not exist")
         kind = origin["type"]
         if kind == REROUTE:
             link_id = _input_link(origin, 0)
@@ -239,6 +322,7 @@ def ui_to_api(ui: Mapping[str, Any], registry: Mapping[str, type],
     names = display_names or {}
     prompt: dict[str, dict[str, Any]] = {}
     defs: dict[str, NodeDef] = {}
+    broken: list[str] = []
     for nid, node in nodes.items():
         kind = node["type"]
         if kind in FRONTEND_ONLY or node.get("mode", 0) in (MODE_MUTED, MODE_BYPASS):
@@ -254,18 +338,44 @@ def ui_to_api(ui: Mapping[str, Any], registry: Mapping[str, type],
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or entry.get("link") is None:
                 continue
             resolved = _resolve(entry["link"], entry.get("type"), nodes, links)
-            if resolved is None:
+            declared = defs[kind].by_name.get(entry["name"]) if kind in defs else None
+            if resolved is not None and resolved[0] == "broken" and declared is not None and declared.required:
+                broken.append(f"node {nid} ({kind}) input {short_repr(entry['name'])} uses {resolved[1]}")
+            if resolved is None or resolved[0] == "broken":
                 inputs.pop(entry["name"], None)
             else:
                 inputs[entry["name"]] = resolved[1]
+        if kind in SAVE_NODES and isinstance(inputs.get("filename_prefix"), str) and "%" in inputs["filename_prefix"]:
+            inputs["filename_prefix"] = text_replacements(inputs["filename_prefix"], _widget_finder(nodes, registry, names))
         title = node.get("title") or names.get(kind) or kind
         prompt[nid] = {"inputs": inputs, "class_type": kind, "_meta": {"title": title}}
+    if broken:
+        more = f" (and {len(broken) - 5} more)" if len(broken) > 5 else ""
+        raise WorkflowError("UI workflow: broken link: " + "; ".join(broken[:5]) + more)
     # The editor removes links to nodes that are not in the prompt (muted, bypassed, missing).
     for spec in prompt.values():
         for name, value in list(spec["inputs"].items()):
             if is_link(value) and str(value[0]) not in prompt:
                 del spec["inputs"][name]
     return prompt
+
+
+def _widget_finder(nodes: Mapping[str, dict], registry: Mapping[str, type],
+                   names: Mapping[str, str]) -> Any:  # noqa: ANN401 - a (node, widget) -> value function
+    """The editor's lookup for ``%Node.widget%``: the node whose "Node name for S&R" property is
+    ``Node``, else the first whose title is; its widget's value (None if there is none)."""
+
+    def find(node_name: str, widget: str) -> Any:  # noqa: ANN401
+        matches = [n for n in nodes.values() if isinstance(n.get("properties"), dict)
+                   and n["properties"].get("Node name for S&R") == node_name]
+        matches = matches or [n for n in nodes.values() if (n.get("title") or names.get(n["type"]) or n["type"]) == node_name]
+        if not matches or matches[0]["type"] not in registry:
+            return None
+        values = matches[0].get("widgets_values")
+        slot = widget_slots(values, node_def(matches[0]["type"], registry[matches[0]["type"]])).get(widget)
+        return None if slot is None else values[slot]
+
+    return find
 
 
 def set_ui_widget(ui: dict[str, Any], node_id: str, name: str, value: Any, registry: Mapping[str, type]) -> bool:  # noqa: ANN401

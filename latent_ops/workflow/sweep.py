@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LatentOpsError
-from .formats import Workflow, set_ui_widget
+from .errors import WorkflowError
+from .formats import Workflow, check_depth, set_ui_widget
 from .schema import node_def
 from .validate import analyse
 
@@ -57,7 +58,8 @@ def parse_values(text: str) -> list[Any]:
     """``A..B`` (inclusive integer range), a JSON list, a JSON scalar, or else the text itself.
 
     Raises:
-        UsageError: a range of more than :data:`MAX_SWEEP` values, or an empty JSON list.
+        UsageError: a range of more than :data:`MAX_SWEEP` values, an empty JSON list, or JSON nested
+            deeper than :data:`~latent_ops.workflow.formats.MAX_DEPTH`.
     """
     match = re.fullmatch(r"\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*", text)
     if match:
@@ -70,6 +72,10 @@ def parse_values(text: str) -> list[Any]:
         value = json.loads(text)
     except (ValueError, RecursionError):
         return [text]
+    try:
+        check_depth(value, "--set value")
+    except WorkflowError as err:
+        raise UsageError(str(err)) from None
     if isinstance(value, list):
         if not value:
             raise UsageError(f"--set value {text!r} is an empty list")

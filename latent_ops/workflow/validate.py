@@ -1,7 +1,7 @@
 """Validate an API prompt against a node registry before running, the way ComfyUI does.
 
 Every problem is collected (nothing stops at the first one). Like ComfyUI, every node must have a
-known class, at least one output node must exist, and only output nodes and their ancestors are
+known class (and an id of at most :data:`MAX_ID_CHARS` characters), at least one output node must exist, and only output nodes and their ancestors are
 checked input by input: required inputs, link shape and target, link types, constants coerced to
 INT/FLOAT/STRING/BOOLEAN, min/max, combo values, custom ``VALIDATE_INPUTS`` and cycles.
 """
@@ -14,15 +14,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Problem, short_repr
+from .errors import Problem, cut, short_repr
 from .schema import InputDef, NodeDef, node_def, types_match
 
 PRIMITIVES = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+MAX_ID_CHARS = 200
+"""Characters of a node id (ComfyUI's own ids, subgraph paths included, are far shorter)."""
 
 
 def sort_key(node_id: str) -> tuple[int, int, str]:
-    """Numeric ids in numeric order, then the others alphabetically."""
-    return (0, int(node_id), "") if node_id.isdigit() and len(node_id) < 19 else (1, 0, node_id)
+    """Numeric ids (ASCII digits) in numeric order, then the others alphabetically."""
+    return (0, int(node_id), "") if node_id.isascii() and node_id.isdigit() and len(node_id) < 19 else (1, 0, node_id)
 
 
 def coerce(inp: InputDef, value: Any) -> Any:  # noqa: ANN401
@@ -55,7 +57,7 @@ def _link_problem(nid: str, nd: NodeDef, inp: InputDef, value: list, prompt: Map
                        nid, nd.class_type, inp.name, value)
     src = str(src)
     if src not in prompt:
-        return Problem("dangling_link", f"{where}: links to node {src}, which does not exist",
+        return Problem("dangling_link", f"{where}: links to node {cut(src, 60)}, which does not exist",
                        nid, nd.class_type, inp.name, value)
     source = defs.get(src)
     if source is None:
@@ -213,7 +215,10 @@ def analyse(prompt: Any, registry: Mapping[str, type], outputs: Iterable[str] | 
     for nid in sorted(prompt, key=sort_key):
         spec = prompt[nid]
         kind = spec.get("class_type") if isinstance(spec, dict) else None
-        if not isinstance(kind, str) or not isinstance(spec.get("inputs", {}), dict):
+        if len(nid) > MAX_ID_CHARS:
+            problems.append(Problem("invalid_prompt", f"node {short_repr(nid)}: its id is {len(nid)} characters long; "
+                                    f"at most {MAX_ID_CHARS} are allowed", nid))
+        elif not isinstance(kind, str) or not isinstance(spec.get("inputs", {}), dict):
             problems.append(Problem("invalid_prompt", f"node {nid}: must be an object with a 'class_type' string and "
                                     f"an 'inputs' object, got {short_repr(spec)}", nid, None, None, spec))
         elif kind not in registry:
