@@ -3,7 +3,7 @@ allocation, folders are checked before they are created, counted names are taken
 concurrent processes, ``.latent`` files are written streaming, and the smaller cases (counter
 names, stale temporary files, the preview folder, ``%date:...%``, long prefixes).
 
-Reproducers are built here, small (a 13000² PNG is 21 KB, an 800-frame GIF 9 KB). Where the
+Reproducers are built here, small (a 13000² PNG is 21 KB, an 800-frame GIF 18 KB). Where the
 old behaviour was to allocate gigabytes, the case runs in a child process whose address space is
 capped at its size after the imports plus a stated headroom (``resource.setrlimit``), so a
 regression fails the test instead of exhausting the machine.
