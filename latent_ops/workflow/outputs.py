@@ -29,8 +29,11 @@ _RETRIES = 100
 
 
 def prompt_key(prompt: Mapping[str, Any], ui: Mapping[str, Any] | None) -> str:
-    """A short hex digest of a prompt and its workflow (what a file's metadata is made from)."""
-    text = json.dumps([prompt, ui], sort_keys=True, separators=(",", ":"), default=repr)
+    """A short hex digest of a prompt and its workflow (what a file's metadata is made from).
+
+    Keys are not sorted (a workflow saved again in another order only makes prompts run again).
+    """
+    text = json.dumps([prompt, ui], separators=(",", ":"), default=repr)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 

@@ -15,6 +15,7 @@ import re
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -166,6 +167,10 @@ class LatentOpsWorker(SweepWorker):
 class RayPool:
     """A fixed set of Ray actors running :class:`Task` objects; failed workers' tasks are retried.
 
+    A worker that dies is restarted by Ray (its models load again); until a worker is up, tasks wait
+    here. A task fails with a "worker" error once it has been started :data:`MAX_ATTEMPTS` times, or
+    when no worker is left.
+
     Args:
         workers: number of actors. spec: resources per actor. registry: node registry (pickled by
             reference: its classes must be importable on every node). options: keyword arguments
@@ -177,16 +182,17 @@ class RayPool:
                  ready_timeout: float = 120.0) -> None:
         ray = self._ray = _import_ray()
         remote = ray.remote(LatentOpsWorker).options(num_cpus=spec.cpus, num_gpus=spec.gpus, max_restarts=MAX_ATTEMPTS,
-                                            max_task_retries=0, scheduling_strategy="SPREAD")
+                                                     max_task_retries=0, scheduling_strategy="SPREAD")
         options = {**options, "threads": max(1, int(spec.cpus))}
         # the input files go in the object store once; each worker copies them at every (re)start
         self.inputs = ray.put(dict(options.pop("inputs", None) or {}))
         self.actors = [remote.remote(number, registry, options) for number in range(workers)]
         self.load = [0] * workers
-        self.deaths = [0] * workers
+        self.lives = [0] * workers  # incarnations seen dead, per worker
         self.ready: set[int] = set()
         self.last_error = ""
-        self.flight: dict[Any, tuple[int, Task]] = {}
+        self.flight: dict[Any, tuple[int, int, Task]] = {}  # ref -> (worker, its incarnation, task)
+        self.waiting: deque[Task] = deque()
         self._starting = {actor.setup.remote(self.inputs): n for n, actor in enumerate(self.actors)}
         self._await_first(spec, ready_timeout)
 
@@ -208,63 +214,70 @@ class RayPool:
                                  f"{spec.gpus:g} GPU, the cluster has {have}")
 
     def _check_started(self, timeout: float) -> None:
-        if not self._starting:
-            return
-        done, _ = self._ray.wait(list(self._starting), num_returns=len(self._starting), timeout=timeout)
-        for ref in done:
-            number = self._starting.pop(ref)
-            try:
-                self._ray.get(ref)
-                self.ready.add(number)
-            except self._ray.exceptions.RayError as err:
-                self.last_error = " ".join(str(err).split())[-300:]
-                self.deaths[number] += 1
-                if self.deaths[number] <= MAX_ATTEMPTS:  # Ray restarts it: ask again
-                    self._starting[self.actors[number].setup.remote(self.inputs)] = number
+        """Note the workers that came up (waiting up to ``timeout`` for one), and hand them waiting tasks."""
+        if self._starting:
+            refs = list(self._starting)
+            done, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
+            if done:
+                done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+            for ref in done:
+                number = self._starting.pop(ref)
+                try:
+                    self._ray.get(ref)
+                    self.ready.add(number)
+                except self._ray.exceptions.RayError as err:
+                    self.last_error = " ".join(str(err).split())[-300:]
+                    self._lost(number)
+        while self.waiting and self.ready:
+            self.submit(self.waiting.popleft())
+
+    def _lost(self, number: int) -> None:
+        """Worker ``number`` died: Ray restarts it (up to :data:`MAX_ATTEMPTS` times); ask when it is up."""
+        self.lives[number] += 1
+        self.ready.discard(number)
+        if self.lives[number] <= MAX_ATTEMPTS:
+            self._starting[self.actors[number].setup.remote(self.inputs)] = number
 
     def submit(self, task: Task, avoid: int | None = None) -> None:
-        """Give ``task`` to the least busy started worker (not ``avoid`` if another is there)."""
-        choices = sorted(self.ready, key=lambda n: (n == avoid, self.load[n], n))
-        if not choices:
-            raise RayUnavailable("every Ray worker has died")
-        number = choices[0]
+        """Give ``task`` to the least busy started worker (not ``avoid`` if another is up); or keep it waiting."""
+        if not self.ready:
+            self.waiting.append(task)
+            return
+        number = min(self.ready, key=lambda n: (n == avoid, self.load[n], n))
         self.load[number] += 1
-        self.flight[self.actors[number].run.remote(task)] = (number, task)
+        self.flight[self.actors[number].run.remote(task)] = (number, self.lives[number], task)
 
     def poll(self, timeout: float) -> list[Outcome]:
-        """Outcomes that finished within ``timeout`` seconds; tasks of dead workers are resubmitted."""
-        self._check_started(0)
+        """Outcomes that finished within ``timeout`` seconds; tasks of dead workers are handed out again."""
+        self._check_started(0 if self.flight else timeout)
+        outcomes = []
+        if self.waiting and not self.ready and not self._starting:
+            outcomes = [Outcome(t.index, error={"type": "worker", "message": "no Ray worker left to run it"},
+                                attempt=t.attempt) for t in self.waiting]
+            self.waiting.clear()
         if not self.flight:
-            time.sleep(min(timeout, 0.05))
-            return []
+            if not self._starting and not outcomes:
+                time.sleep(min(timeout, 0.05))  # nothing to wait on (the driver is about to hand out more)
+            return outcomes
         done, _ = self._ray.wait(list(self.flight), num_returns=1, timeout=timeout)
         if done:
             done, _ = self._ray.wait(list(self.flight), num_returns=len(self.flight), timeout=0)
-        outcomes = []
         for ref in done:
-            number, task = self.flight.pop(ref)
+            number, life, task = self.flight.pop(ref)
             self.load[number] -= 1
             try:
                 outcomes.append(self._ray.get(ref))
             except self._ray.exceptions.RayActorError as err:
-                outcomes += self._worker_died(number, task, err)
+                if life == self.lives[number]:  # the first of its tasks to report this death
+                    self._lost(number)
+                outcomes += self._retry(task, number, err)
         return outcomes
 
-    def _worker_died(self, number: int, task: Task, err: Exception) -> list[Outcome]:
-        if number in self.ready:
-            self.deaths[number] += 1
-            self.ready.discard(number)
-            if self.deaths[number] <= MAX_ATTEMPTS:
-                self._starting[self.actors[number].setup.remote(self.inputs)] = number
+    def _retry(self, task: Task, number: int, err: Exception) -> list[Outcome]:
         retry = Task(task.index, task.prompt, task.ui, task.outputs, task.attempt + 1, task.keys)
-        if retry.attempt >= MAX_ATTEMPTS or not (self.ready or self._starting):
+        if retry.attempt >= MAX_ATTEMPTS:
             message = f"the worker running it died {retry.attempt} time(s): {type(err).__name__}"
             return [Outcome(task.index, error={"type": "worker", "message": message}, attempt=task.attempt)]
-        if not self.ready:
-            self._check_started(60.0)
-        if not self.ready:
-            return [Outcome(task.index, error={"type": "worker", "message": "no Ray worker left to run it"},
-                            attempt=task.attempt)]
         self.submit(retry, avoid=number)
         return []
 
@@ -280,3 +293,4 @@ class RayPool:
             except Exception:  # noqa: BLE001,S110 - already gone
                 pass
         self.actors, self.flight, self.ready, self._starting = [], {}, set(), {}
+        self.waiting.clear()
