@@ -165,6 +165,12 @@ def test_place_takes_the_next_free_counter(tmp_path: Path) -> None:
             place([ProducedFile("output", "plain.bin", b"again")])
         with pytest.raises(FileAccessError):
             place([ProducedFile("output", "../escape_00001_.png", b"x")])
+        (tmp_path / "outside").mkdir()
+        (tmp_path / "out" / "link").symlink_to(tmp_path / "outside")
+        for name in ("link/new/kept.bin", "link/new/c_00001_.png"):
+            with pytest.raises(FileAccessError):
+                place([ProducedFile("output", name, b"x")])
+        assert list((tmp_path / "outside").iterdir()) == []  # no folder made through the link
     assert [(t.subfolder, t.filename, t.type) for t in placed] == [
         ("sub", "x_00005_.png", "output"), ("sub", "x_00006_.png", "output"), ("", "plain.bin", "output"),
         ("", "t_00001_.png", "temp"), ("dir", "_00001_.png", "output")]

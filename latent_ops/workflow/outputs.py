@@ -2,7 +2,7 @@
 
 Workers return the files a prompt wrote (names from their own private folders). The driver
 writes them prompt by prompt, in sweep order, through the same counter rule as a local run
-(:func:`latent_ops.media.files.output_path`), so both runs give every file the same name.
+(:func:`latent_ops.media.files.save_output`), so both runs give every file the same name.
 
 The manifest (``.latent-ops-sweep.jsonl`` in the output folder) has one line per finished prompt:
 its index, a key of its prompt and workflow, and the files written. A line is appended with a
@@ -25,7 +25,6 @@ from ..media import files
 from .sweep_worker import COUNTED, ProducedFile
 
 MANIFEST = ".latent-ops-sweep.jsonl"
-_RETRIES = 100
 
 
 def prompt_key(prompt: Mapping[str, Any], ui: Mapping[str, Any] | None) -> str:
@@ -37,34 +36,26 @@ def prompt_key(prompt: Mapping[str, Any], ui: Mapping[str, Any] | None) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _place_counted(item: ProducedFile, prefix: str, ext: str) -> files.OutputFile:
-    for _ in range(_RETRIES):
-        target = files.output_path(prefix, ext, temp=item.type == "temp")
-        try:
-            files.write_atomic(target.path, item.data)
-            return target
-        except FileExistsError:  # another run took the name between the lookup and the write
-            continue
-    raise FileAccessError(f"no free output name for {prefix!r} after {_RETRIES} tries")
-
-
 def _place_named(item: ProducedFile) -> files.OutputFile:
-    root = files.temp_dir() if item.type == "temp" else files.current().output_dir
-    rel = files.safe_name(item.name, "output name")
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if root.resolve() not in path.parent.resolve().parents and path.parent.resolve() != root.resolve():
-        raise FileAccessError(f"output name {item.name!r:.80} resolves outside {root}")
-    files.write_atomic(path, item.data)
-    parent = rel.parent.as_posix()
-    return files.OutputFile(path, rel.name, "" if parent == "." else parent, item.type)
+    """A name without a counter keeps its name (folders confined before they are made)."""
+    files.safe_name(item.name, "output name")
+    folder, _, base = item.name.rpartition("/")
+    temp = item.type == "temp"
+    if folder:
+        real, _, subfolder = files.output_folder(folder + "/", temp=temp)
+    else:
+        real, subfolder = files.temp_dir() if temp else files.current().output_dir, ""
+        real.mkdir(parents=True, exist_ok=True)
+    files.write_atomic(real / base, item.data)
+    return files.OutputFile(real / base, base, subfolder, item.type)
 
 
 def place(produced: Sequence[ProducedFile]) -> list[files.OutputFile]:
     """Write a prompt's files under their final names, in order (each file atomically).
 
     A ComfyUI-style name ``{stem}_{counter}_.{ext}`` gets the next free counter of its folder, as
-    it would in a local run; any other name is kept and never overwrites a file.
+    it would in a local run (:func:`latent_ops.media.files.save_output`); any other name is kept
+    and never overwrites a file.
 
     Raises:
         FileAccessError: a name escapes the folder, or no free name was found.
@@ -76,8 +67,9 @@ def place(produced: Sequence[ProducedFile]) -> list[files.OutputFile]:
         match = COUNTED.match(base)
         if match is None or not (folder or match["stem"]):
             placed.append(_place_named(item))
-        else:  # output_path's prefix: "folder/stem", "stem", or "folder/" for an empty stem
-            placed.append(_place_counted(item, f"{folder}/{match['stem']}" if folder else match["stem"], match["ext"]))
+        else:  # the prefix: "folder/stem", "stem", or "folder/" for an empty stem
+            prefix = f"{folder}/{match['stem']}" if folder else match["stem"]
+            placed.append(files.save_output(prefix, match["ext"], item.data, temp=item.type == "temp"))
     return placed
 
 
