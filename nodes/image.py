@@ -55,7 +55,7 @@ class LatentOpsSplitImage:
                 "tile_height": ("INT", {"default": 32, "min": 1, "max": 16384}),
             },
             "optional": {
-                "limit": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip": "Keep the first N tiles (0 = all)."}),
+                "limit": ("INT", {"default": 0, "min": 0, "max": images.MAX_TILES, "tooltip": f"Keep the first N tiles (0 = all; a sheet gives at most {images.MAX_TILES})."}),
             },
         }
 
