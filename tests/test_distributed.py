@@ -5,6 +5,7 @@ loop (toy registry, no models). The Ray side is tests/test_ray_sweep.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -218,6 +219,7 @@ def test_in_process_sweep_writes_what_a_local_run_writes(tmp_path: Path) -> None
     assert tree(tmp_path / "dtemp") == tree(tmp_path / "ltemp")
     assert sorted(expected) == ["sweep/fixed_00001_.txt", *(f"sweep/swept_0000{i}_.txt" for i in (1, 2, 3, 4))]
     assert seen == [0, 1, 2, 3, 4] and report.ok and report.succeeded == 5 and report.first_result > 0
+    assert report.workers == [{"worker": 0, "pid": os.getpid()}] and report.to_dict()["workers"] == report.workers
     assert report.prompts[2].files == [] and {"type": "output", "path": "sweep/swept_00001_.txt"} in report.prompts[0].files
 
 

@@ -36,7 +36,7 @@ WALK = str(ROOT / "workflows" / "walk_glyph_to_emoji.json")
 INPUTS = str(ROOT / "workflows" / "input")
 SEEDS = 8
 WALK_LABELS = "B,,,,,,,,grin,,,,,,,,7,,,,,,,,cat,,,,,,,"
-WALK_SETS = ["--set", 'Keyframe 3.image=["glyph_7.png", "emoji_cat.png"]']
+WALK_SETS = ["--set", 'Keyframe 3.image=["glyph_7.png", "emoji_cat.png", "glyph_A.png"]']
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
        "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
@@ -161,7 +161,7 @@ def test_local_ray_sweep_writes_the_local_files(tmp_path: Path, reference: dict[
                    "--ray-workers", "2", "--json"))
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads(done.stdout)
-    assert doc["ok"] and doc["succeeded"] == 4 and doc["failed"] == 0 and doc["workers"] == 2
+    assert doc["ok"] and doc["succeeded"] == 4 and doc["failed"] == 0 and len(doc["workers"]) == 2
     expected = first_prompts(tree(reference["txt2img"]), 4)
     assert len(expected) == 5 and tree(out) == expected  # names and bytes, the cached grid written once
     assert [run["index"] for run in doc["runs"]] == [0, 1, 2, 3] and doc["first_result"] > 0
@@ -174,19 +174,19 @@ def test_local_ray_sweep_writes_the_local_files(tmp_path: Path, reference: dict[
 def test_two_node_cluster_runs_the_walk_sweep_on_both_nodes(tmp_path: Path, cluster: dict,
                                                           reference: dict[str, Path]) -> None:
     out = tmp_path / "out"
-    # the last two prompts fail on their own (32 frames, 2 labels); the first two are the reference's
+    # the last three prompts fail on their own (32 frames, 2 labels); the first three are the reference's
     labels = "Grid.labels=" + json.dumps([WALK_LABELS, "x,y"])
     done = run(cli(WALK, "--out", str(out), "--set", labels, *WALK_SETS, "--ray", cluster["address"],
                    "--ray-workers", "2", "--json"))
     assert done.returncode == 1, done.stderr[-3000:]
     doc = json.loads(done.stdout)
-    assert (doc["succeeded"], doc["failed"], doc["ok"]) == (2, 2, False)
+    assert (doc["succeeded"], doc["failed"], doc["ok"]) == (3, 3, False)
     assert tree(out) == tree(reference["walk"])
-    for failed in doc["runs"][2:]:
+    for failed in doc["runs"][3:]:
         assert failed["status"] == "failed" and failed["error"]["node_id"] == "15"
         assert failed["error"]["class_type"] == "LatentOpsImageGrid" and "labels" in failed["error"]["message"]
-    used = {run["worker"]["node_id"] for run in doc["runs"]}
-    assert used == set(cluster["nodes"])  # both nodes ran prompts (each holds one 1-CPU worker)
+    assert {w["node_id"] for w in doc["workers"]} == set(cluster["nodes"])  # one 1-CPU worker on each node
+    assert {run["worker"]["node_id"] for run in doc["runs"]} == set(cluster["nodes"])  # and both ran prompts
 
 
 def busy_workers(cluster: dict) -> list[int]:
@@ -240,9 +240,10 @@ def test_a_killed_worker_has_its_prompts_run_elsewhere(tmp_path: Path, cluster: 
 def test_resume_after_ctrl_c_writes_only_what_is_missing(tmp_path: Path, cluster: dict,
                                                           reference: dict[str, Path]) -> None:
     out = tmp_path / "out"
-    args = cli(TXT2IMG, "--out", str(out), "--set", f"Sampler A.seed=1..{SEEDS}", "--ray", cluster["address"],
-               "--ray-workers", "2")
-    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    args = cli(TXT2IMG, "--out", str(out), "--set", f"Sampler A.seed=1..{SEEDS}", "--ray", cluster["address"])
+    # one worker, so that prompts finish one by one and several are left when Ctrl-C comes
+    proc = subprocess.Popen([*args, "--ray-workers", "1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
     try:
         wait_for_files(out, 3, proc)
         proc.send_signal(signal.SIGINT)
@@ -257,7 +258,7 @@ def test_resume_after_ctrl_c_writes_only_what_is_missing(tmp_path: Path, cluster
     written = Manifest(out).read()
     assert 3 <= len(written) < SEEDS and sorted(written) == list(range(len(written)))
     before = tree(out)
-    done = run([*args, "--resume", "--json"])
+    done = run([*args, "--ray-workers", "2", "--resume", "--json"])
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads(done.stdout)
     assert doc["skipped"] == len(written) and doc["succeeded"] == SEEDS - len(written)

@@ -322,7 +322,7 @@ def _run_pool(args: argparse.Namespace, runs: Sweep, registry: Mapping[str, type
     for entry, report in zip(doc["runs"], done.prompts, strict=True):
         entry["set"], entry["files"] = entry.pop("chosen"), _paths(args, report)
     summary = (f"{done.total} prompt(s): {done.succeeded} succeeded, {done.failed} failed, {done.skipped} written "
-               f"before; {done.seconds:.2f} s on {done.workers} worker(s)")
+               f"before; {done.seconds:.2f} s on {len(done.workers)} worker(s)")
     if done.interrupted:
         _emit(args, doc, f"interrupted; {summary} (run again with --resume to finish)", err=True)
         return EXIT_INTERRUPTED

@@ -76,14 +76,15 @@ class PromptReport:
 
 @dataclass
 class SweepReport:
-    """The whole sweep: every prompt handled (in order), time taken, whether it was interrupted."""
+    """The whole sweep: every prompt handled (in order), time taken, whether it was interrupted, and
+    what each worker reported when it (last) started (``worker``, ``pid``; on Ray ``node_id``, ...)."""
 
     prompts: list[PromptReport]
     total: int
     seconds: float
     first_result: float | None
     interrupted: bool = False
-    workers: int = 0
+    workers: list[dict[str, Any]] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         """How many prompts ended with ``status``."""
@@ -133,9 +134,11 @@ class _LocalPool:
     """The pool interface run in this process, one prompt at a time; ``stop`` interrupts the prompt."""
 
     capacity = 1
+    started: dict[int, dict[str, Any]]
 
     def __init__(self, registry: Mapping[str, type], options: Mapping[str, Any], stop: threading.Event) -> None:
         self.worker = SweepWorker(registry, input_dir=files.current().input_dir, **options)
+        self.started = {0: {"worker": 0, **self.worker.info()}}
         self.todo: deque[Task] = deque()
         self.closed = threading.Event()
         threading.Thread(target=self._watch, args=(stop,), daemon=True).start()
@@ -354,7 +357,6 @@ def run_sweep(prompts: Iterable[Any], registry: Mapping[str, type], *, address: 
         try:
             if address is None:
                 pool: Any = _LocalPool(registry, options, stop)
-                count = 1
             else:
                 owned = connect(address, min_cpus=(workers or 1) * spec.cpus)
                 fits = cluster_workers(spec)
@@ -368,9 +370,10 @@ def run_sweep(prompts: Iterable[Any], registry: Mapping[str, type], *, address: 
                 driver = _Driver(registry, pool, resume, on_result, stop)
                 interrupted = driver.run(prompts, started)
             finally:
+                workers_seen = [pool.started[n] for n in sorted(pool.started)]
                 pool.close()
         finally:
             if owned:
                 shutdown()
     return SweepReport(driver.reports, total or len(driver.reports), time.perf_counter() - started, driver.first,
-                       interrupted, count)
+                       interrupted, workers_seen)

@@ -190,6 +190,7 @@ class RayPool:
         self.load = [0] * workers
         self.lives = [0] * workers  # incarnations seen dead, per worker
         self.ready: set[int] = set()
+        self.started: dict[int, dict[str, Any]] = {}  # worker -> what it reported when (last) up
         self.last_error = ""
         self.flight: dict[Any, tuple[int, int, Task]] = {}  # ref -> (worker, its incarnation, task)
         self.waiting: deque[Task] = deque()
@@ -223,7 +224,7 @@ class RayPool:
             for ref in done:
                 number = self._starting.pop(ref)
                 try:
-                    self._ray.get(ref)
+                    self.started[number] = self._ray.get(ref)
                     self.ready.add(number)
                 except self._ray.exceptions.RayError as err:
                     self.last_error = " ".join(str(err).split())[-300:]
