@@ -13,7 +13,7 @@ as 1x1 convolutions) <-> diffusers layout (``encoder.down_blocks.{i}.resnets.{j}
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from torch import Tensor
 
@@ -87,60 +87,58 @@ def count_levels(state_dict: StateDict, ldm: bool) -> tuple[int, int]:
     return max(levels) + 1, len(levels[0]) - 1
 
 
-def _vae_key_ldm_to_diffusers(key: str, n_levels: int) -> str:
-    m = re.match(r"^encoder\.down\.(\d+)\.block\.(\d+)\.(\w+)\.(.*)$", key)
-    if m:
-        part = _RESNET_LDM_TO_DIFF.get(m[3], m[3])
-        return f"encoder.down_blocks.{m[1]}.resnets.{m[2]}.{part}.{m[4]}"
-    m = re.match(r"^encoder\.down\.(\d+)\.downsample\.conv\.(.*)$", key)
-    if m:
-        return f"encoder.down_blocks.{m[1]}.downsamplers.0.conv.{m[2]}"
-    m = re.match(r"^decoder\.up\.(\d+)\.block\.(\d+)\.(\w+)\.(.*)$", key)
-    if m:
-        part = _RESNET_LDM_TO_DIFF.get(m[3], m[3])
-        return f"decoder.up_blocks.{n_levels - 1 - int(m[1])}.resnets.{m[2]}.{part}.{m[4]}"
-    m = re.match(r"^decoder\.up\.(\d+)\.upsample\.conv\.(.*)$", key)
-    if m:
-        return f"decoder.up_blocks.{n_levels - 1 - int(m[1])}.upsamplers.0.conv.{m[2]}"
-    m = re.match(r"^(encoder|decoder)\.mid\.block_(\d)\.(\w+)\.(.*)$", key)
-    if m:
-        part = _RESNET_LDM_TO_DIFF.get(m[3], m[3])
-        return f"{m[1]}.mid_block.resnets.{int(m[2]) - 1}.{part}.{m[4]}"
-    m = re.match(r"^(encoder|decoder)\.mid\.attn_1\.(\w+)\.(.*)$", key)
-    if m and m[2] in _ATTN_LDM_TO_DIFF:
-        return f"{m[1]}.mid_block.attentions.0.{_ATTN_LDM_TO_DIFF[m[2]]}.{m[3]}"
-    m = re.match(r"^(encoder|decoder)\.norm_out\.(.*)$", key)
-    if m:
-        return f"{m[1]}.conv_norm_out.{m[2]}"
+# One rule per block kind: the LDM template and the diffusers template of the same key. Fields are
+# converted between the two sides by _FIELDS; a key no rule matches is left as it is.
+_VAE_KEY_RULES: tuple[tuple[str, str], ...] = (
+    ("encoder.down.{i}.block.{j}.{res}.{rest}", "encoder.down_blocks.{i}.resnets.{j}.{res}.{rest}"),
+    ("encoder.down.{i}.downsample.conv.{rest}", "encoder.down_blocks.{i}.downsamplers.0.conv.{rest}"),
+    ("decoder.up.{up}.block.{j}.{res}.{rest}", "decoder.up_blocks.{up}.resnets.{j}.{res}.{rest}"),
+    ("decoder.up.{up}.upsample.conv.{rest}", "decoder.up_blocks.{up}.upsamplers.0.conv.{rest}"),
+    ("{side}.mid.block_{mid}.{res}.{rest}", "{side}.mid_block.resnets.{mid}.{res}.{rest}"),
+    ("{side}.mid.attn_1.{attn}.{rest}", "{side}.mid_block.attentions.0.{attn}.{rest}"),
+    ("{side}.norm_out.{rest}", "{side}.conv_norm_out.{rest}"),
+)
+# field -> (LDM regex, diffusers regex, LDM -> diffusers, diffusers -> LDM); ``n`` is the level count.
+_Convert = Callable[[str, int], str]
+_FIELDS: dict[str, tuple[str, str, _Convert, _Convert]] = {
+    "i": (r"\d+", r"\d+", lambda v, n: v, lambda v, n: v),
+    "j": (r"\d+", r"\d+", lambda v, n: v, lambda v, n: v),
+    "up": (r"\d+", r"\d+", lambda v, n: str(n - 1 - int(v)), lambda v, n: str(n - 1 - int(v))),
+    "mid": (r"\d", r"\d", lambda v, n: str(int(v) - 1), lambda v, n: str(int(v) + 1)),
+    "res": (r"\w+", r"\w+", lambda v, n: _RESNET_LDM_TO_DIFF.get(v, v), lambda v, n: _RESNET_DIFF_TO_LDM.get(v, v)),
+    "attn": ("|".join(map(re.escape, _ATTN_LDM_TO_DIFF)), "|".join(map(re.escape, _ATTN_DIFF_TO_LDM)),
+             lambda v, n: _ATTN_LDM_TO_DIFF[v], lambda v, n: _ATTN_DIFF_TO_LDM[v]),
+    "side": ("encoder|decoder", "encoder|decoder", lambda v, n: v, lambda v, n: v),
+    "rest": (".*", ".*", lambda v, n: v, lambda v, n: v),
+}
+
+
+def _template_regex(template: str, side: int) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)  # literal, field, literal, field, ...
+    body = "".join(re.escape(p) if k % 2 == 0 else f"(?P<{p}>{_FIELDS[p][side]})" for k, p in enumerate(parts))
+    return re.compile(f"^{body}$")
+
+
+_COMPILED = [(_template_regex(ldm, 0), _template_regex(diff, 1), ldm, diff) for ldm, diff in _VAE_KEY_RULES]
+
+
+def _rewrite_vae_key(key: str, n_levels: int, to_diffusers: bool) -> str:
+    """Rewrite one VAE key between the LDM and diffusers layouts (``n_levels`` resolution levels)."""
+    for ldm_re, diff_re, ldm, diff in _COMPILED:
+        m = (ldm_re if to_diffusers else diff_re).match(key)
+        if m:
+            convert = 2 if to_diffusers else 3
+            fields = {name: _FIELDS[name][convert](value, n_levels) for name, value in m.groupdict().items()}
+            return (diff if to_diffusers else ldm).format(**fields)
     return key
+
+
+def _vae_key_ldm_to_diffusers(key: str, n_levels: int) -> str:
+    return _rewrite_vae_key(key, n_levels, to_diffusers=True)
 
 
 def _vae_key_diffusers_to_ldm(key: str, n_levels: int) -> str:
-    m = re.match(r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(.*)$", key)
-    if m:
-        part = _RESNET_DIFF_TO_LDM.get(m[3], m[3])
-        return f"encoder.down.{m[1]}.block.{m[2]}.{part}.{m[4]}"
-    m = re.match(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)$", key)
-    if m:
-        return f"encoder.down.{m[1]}.downsample.conv.{m[2]}"
-    m = re.match(r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(.*)$", key)
-    if m:
-        part = _RESNET_DIFF_TO_LDM.get(m[3], m[3])
-        return f"decoder.up.{n_levels - 1 - int(m[1])}.block.{m[2]}.{part}.{m[4]}"
-    m = re.match(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)$", key)
-    if m:
-        return f"decoder.up.{n_levels - 1 - int(m[1])}.upsample.conv.{m[2]}"
-    m = re.match(r"^(encoder|decoder)\.mid_block\.resnets\.(\d)\.(\w+)\.(.*)$", key)
-    if m:
-        part = _RESNET_DIFF_TO_LDM.get(m[3], m[3])
-        return f"{m[1]}.mid.block_{int(m[2]) + 1}.{part}.{m[4]}"
-    m = re.match(r"^(encoder|decoder)\.mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0|group_norm)\.(.*)$", key)
-    if m:
-        return f"{m[1]}.mid.attn_1.{_ATTN_DIFF_TO_LDM[m[2]]}.{m[3]}"
-    m = re.match(r"^(encoder|decoder)\.conv_norm_out\.(.*)$", key)
-    if m:
-        return f"{m[1]}.norm_out.{m[2]}"
-    return key
+    return _rewrite_vae_key(key, n_levels, to_diffusers=False)
 
 
 def _is_attn_proj(key: str) -> bool:
