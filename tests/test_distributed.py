@@ -12,7 +12,9 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
+from latent_ops import devices
 from latent_ops.errors import FileAccessError
 from latent_ops.media import files
 from latent_ops.workflow import Engine
@@ -219,7 +221,9 @@ def test_in_process_sweep_writes_what_a_local_run_writes(tmp_path: Path) -> None
     assert tree(tmp_path / "dtemp") == tree(tmp_path / "ltemp")
     assert sorted(expected) == ["sweep/fixed_00001_.txt", *(f"sweep/swept_0000{i}_.txt" for i in (1, 2, 3, 4))]
     assert seen == [0, 1, 2, 3, 4] and report.ok and report.succeeded == 5 and report.first_result > 0
-    assert report.workers == [{"worker": 0, "pid": os.getpid()}] and report.to_dict()["workers"] == report.workers
+    where = devices.describe(devices.compute_device())
+    assert report.workers == [{"worker": 0, "pid": os.getpid(), "device": where, "threads": torch.get_num_threads()}]
+    assert report.to_dict()["workers"] == report.workers
     assert report.prompts[2].files == [] and {"type": "output", "path": "sweep/swept_00001_.txt"} in report.prompts[0].files
 
 
@@ -274,3 +278,9 @@ def test_the_cli_and_the_library_do_not_import_ray() -> None:
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_unavailable_device_fails_before_any_prompt(tmp_path: Path) -> None:
+    with pytest.raises(devices.DeviceError, match="cuda:99"):
+        run_sweep(runs([1]), REGISTRY, address=None, out_dir=tmp_path, device="cuda:99")
+    assert not (tmp_path / "sweep").exists()

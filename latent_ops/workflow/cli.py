@@ -34,6 +34,7 @@ from . import (
     api_to_ui,
     load,
     object_info,
+    ray_pool,
 )
 from .sweep import MAX_SWEEP, Sweep, UsageError, parse_sets, parse_values, problems, sweep
 from .validate import analyse
@@ -65,16 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timings", action="store_true", help="print the seconds spent in each node")
     run.add_argument("--resume", action="store_true", help="skip the prompts an earlier run of this sweep wrote "
                      "(listed in the output folder's .latent-ops-sweep.jsonl, files still there)")
-    pool = run.add_argument_group("Ray", "run the sweep's prompts on Ray workers (pip install 'latent-ops[ray]'); "
-                                  "the files are written here, named as a local run names them")
-    pool.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="local (a private cluster on this "
-                      "machine), auto (the one `ray start` made here), HOST:PORT or ray://HOST:PORT; "
-                      "without ADDRESS: $RAY_ADDRESS, else local")
-    pool.add_argument("--ray-workers", type=_positive(int), metavar="N", help="workers (default: as many as fit)")
-    pool.add_argument("--ray-cpus-per-worker", type=_positive(float), default=1.0, metavar="C",
-                      help="CPUs each worker asks for; also its torch threads (default 1)")
-    pool.add_argument("--ray-gpus-per-worker", type=_positive(float, zero=True), default=0.0, metavar="G",
-                      help="GPUs each worker asks for (may be a fraction; default 0)")
+    ray_pool.add_arguments(run)
     nodes = sub.add_parser("nodes", help="list the node registry (--json: ComfyUI's /object_info shape)")
     nodes.add_argument("--json", action="store_true")
     nodes.add_argument("--input-dir", type=Path, default=Path("input"), help="folder listed by LoadImage's combo")
@@ -85,16 +77,6 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--to", choices=("api", "ui"), required=True)
     conv.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     return parser
-
-
-def _positive(kind: type, zero: bool = False) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:  # noqa: ANN401
-        value = kind(text)
-        if value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"must be {'>= 0' if zero else '> 0'}, got {text}")
-        return value
-
-    return parse
 
 
 # ----------------------------------------------------------------------------- output helpers
@@ -312,6 +294,7 @@ def _run_pool(args: argparse.Namespace, runs: Sweep, registry: Mapping[str, type
             done = run_sweep(runs, registry, address=address, workers=args.ray_workers, resume=args.resume,
                              spec=WorkerSpec(args.ray_cpus_per_worker, args.ray_gpus_per_worker),
                              models_dir=args.models_dir and args.models_dir.absolute(), on_result=shown, stop=stop,
+                             device=args.device, dtype=args.dtype,
                              extra_model_paths=args.extra_model_paths and args.extra_model_paths.absolute())
     except RayUnavailable as err:
         raise UsageError(str(err)) from None

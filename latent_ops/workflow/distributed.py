@@ -322,7 +322,7 @@ def run_sweep(prompts: Iterable[Any], registry: Mapping[str, type], *, address: 
               workers: int | None = None, spec: WorkerSpec | None = None, out_dir: str | Path | None = None,
               input_dir: str | Path | None = None, temp_dir: str | Path | None = None,
               models_dir: str | Path | None = None, extra_model_paths: str | Path | None = None,
-              resume: bool = False, on_result: Callable[[PromptReport], None] | None = None,
+              device: str | None = None, dtype: str | None = None, resume: bool = False, on_result: Callable[[PromptReport], None] | None = None,
               stop: threading.Event | None = None) -> SweepReport:
     """Run ``prompts`` on Ray workers (or in this process) and write their files like a local run.
 
@@ -337,6 +337,8 @@ def run_sweep(prompts: Iterable[Any], registry: Mapping[str, type], *, address: 
         spec: resources per worker (default 1 CPU, which is also its torch thread count; no GPU).
         out_dir / input_dir / temp_dir: folders (default: the active ``files.using`` ones).
         models_dir / extra_model_paths: model lookup; on Ray these paths must exist on each node.
+        device / dtype: as ``--device``/``--dtype`` name them, applied on each worker (None: the
+            worker's ``$LATENT_OPS_DEVICE``/``$LATENT_OPS_DTYPE``, else auto: on Ray, the GPU it was given).
         resume: skip prompts the output folder's manifest lists as written (files still there).
         on_result: called with each :class:`PromptReport`, in sweep order, as its files are written.
         stop: set it (e.g. from a signal handler) to cancel the outstanding prompts.
@@ -351,7 +353,8 @@ def run_sweep(prompts: Iterable[Any], registry: Mapping[str, type], *, address: 
         prompts = list(prompts)  # walked twice: for the input files, then to run
     total = len(prompts) if hasattr(prompts, "__len__") else 0
     options = {"models_dir": str(models_dir) if models_dir is not None else None,
-               "extra_model_paths": str(extra_model_paths) if extra_model_paths is not None else None}
+               "extra_model_paths": str(extra_model_paths) if extra_model_paths is not None else None,
+               "device": device, "dtype": dtype}
     with files.using(input_dir=input_dir, output_dir=out_dir, temp_dir=temp_dir):
         owned = False
         try:

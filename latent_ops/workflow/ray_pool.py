@@ -9,6 +9,7 @@ its worker :data:`MAX_ATTEMPTS` times is reported as failed.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -16,7 +17,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,31 @@ LOOPBACK = "127.0.0.1" if sys.platform in ("darwin", "win32") else "127.0.0.2"
 """The address of a private ``local`` cluster. Ray replaces 127.0.0.1 by the machine's network
 address on Linux (``ray._private.services.resolve_ip_for_localhost``); every 127.x.y.z address is
 loopback there and Ray keeps any other one as it is. On macOS and Windows Ray keeps 127.0.0.1."""
+
+
+def _positive(kind: type, zero: bool = False) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:  # noqa: ANN401
+        value = kind(text)
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'>= 0' if zero else '> 0'}, got {text}")
+        return value
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the Ray options of ``latent-ops run`` (``--ray``, ``--ray-workers``, ...) to ``parser``."""
+    pool = parser.add_argument_group("Ray", "run the sweep's prompts on Ray workers (pip install "
+                                     "'latent-ops[ray]'); the files are written here, named as a local run names them")
+    pool.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="local (a private cluster on this "
+                      "machine), auto (the one `ray start` made here), HOST:PORT or ray://HOST:PORT; "
+                      "without ADDRESS: $RAY_ADDRESS, else local")
+    pool.add_argument("--ray-workers", type=_positive(int), metavar="N", help="workers (default: as many as fit)")
+    pool.add_argument("--ray-cpus-per-worker", type=_positive(float), default=1.0, metavar="C",
+                      help="CPUs each worker asks for; also its torch threads (default 1)")
+    pool.add_argument("--ray-gpus-per-worker", type=_positive(float, zero=True), default=0.0, metavar="G",
+                      help="GPUs each worker asks for (may be a fraction; default 0)")
+    return parser
 
 
 class RayUnavailable(LatentOpsError):

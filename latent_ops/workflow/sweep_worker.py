@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import devices
 from ..media import files
 from .engine import Engine, RunResult, order
 from .errors import ExecutionError, RunInterrupted, ValidationFailed
@@ -178,24 +179,33 @@ class SweepWorker:
         registry: class_type -> node class (or a function returning it, for pickling by reference).
         input_dir: the input folder; or ``inputs`` ({relative name: bytes}) copied to a private one.
         models_dir / extra_model_paths: model lookup, as ``latent-ops run --models-dir`` (paths on
-            the worker's machine). threads: torch CPU threads for this worker (None: unchanged).
+            the worker's machine). device / dtype: names as ``--device``/``--dtype`` take them
+            (None: ``$LATENT_OPS_DEVICE``/``$LATENT_OPS_DTYPE`` here, else auto). threads: torch
+            CPU threads for this worker (None: unchanged).
         identity: what the worker reports about itself (node id, process id, ...).
+
+    Raises:
+        DeviceError: the device is not available where the worker runs.
     """
 
     def __init__(self, registry: Any, *, input_dir: str | Path | None = None,  # noqa: ANN401
                  inputs: Mapping[str, bytes] | None = None, models_dir: str | None = None,
-                 extra_model_paths: str | None = None, threads: int | None = None,
-                 identity: Mapping[str, Any] | None = None) -> None:
-        if threads is not None:
-            import torch
+                 extra_model_paths: str | None = None, device: str | None = None, dtype: str | None = None,
+                 threads: int | None = None, identity: Mapping[str, Any] | None = None) -> None:
+        import torch
 
+        if threads is not None:
             torch.set_num_threads(int(threads))
         self.registry = registry() if callable(registry) and not isinstance(registry, Mapping) else registry
         self.engine = SweepEngine(self.registry)
+        self.models = (models_dir, extra_model_paths)
+        self.placement = (device, dtype)
+        with devices.using(device, dtype):  # an unavailable device fails here, before any prompt
+            where = devices.describe(devices.compute_device())
         self.scratch = Path(tempfile.mkdtemp(prefix="latent-ops-worker-"))
         self.input_dir = Path(input_dir) if input_dir is not None else self.scratch / "input"
-        self.models = (models_dir, extra_model_paths)
-        self.identity = {"pid": os.getpid(), **dict(identity or {})}
+        self.identity = {"pid": os.getpid(), **dict(identity or {}), "device": where,
+                         "threads": torch.get_num_threads()}
         self.setup(inputs or {})
 
     def setup(self, inputs: Mapping[str, bytes]) -> dict[str, Any]:
@@ -216,17 +226,18 @@ class SweepWorker:
 
     @contextlib.contextmanager
     def _folders(self) -> Iterator[tuple[Path, Path]]:
+        """A fresh private output and preview folder, with the worker's models and device chosen."""
         out, temp = Path(tempfile.mkdtemp(dir=self.scratch)), Path(tempfile.mkdtemp(dir=self.scratch))
         models_dir, extra = self.models
         try:
-            with files.using(input_dir=self.input_dir, output_dir=out, temp_dir=temp):
-                if models_dir is None and extra is None:
-                    yield out, temp
-                else:
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(files.using(input_dir=self.input_dir, output_dir=out, temp_dir=temp))
+                stack.enter_context(devices.using(*self.placement))
+                if models_dir is not None or extra is not None:
                     from ..weights import folders
 
-                    with folders.using(models_dir, extra):
-                        yield out, temp
+                    stack.enter_context(folders.using(models_dir, extra))
+                yield out, temp
         finally:
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(temp, ignore_errors=True)
