@@ -99,6 +99,24 @@ def test_noise_sampler_is_kdiffusions_with_a_seed_per_image(kdiffusion_sampling:
     assert torch.equal(mine(SIGMAS[1], SIGMAS[1]), torch.zeros_like(x))
 
 
+def test_noise_sampler_takes_host_floats_as_it_takes_tensors(kdiffusion_sampling: types.ModuleType) -> None:
+    """Samplers pass the host copies of their sigmas (``takes_host_sigmas``): the same noise, bit for bit,
+    as the tensors of any dtype (read at float32) and as k-diffusion's sampler given the tensors."""
+    x = torch.zeros(2, 3, 4, 4)
+    ref = _kd_noise_sampler(kdiffusion_sampling, x, SIGMAS, [4, 5])
+    mine = brownian.BrownianNoise(StepPlan((4, 5)), x, float(SIGMAS[SIGMAS > 0].min()), float(SIGMAS.max()))
+    assert mine.takes_host_sigmas is True
+    for i in range(len(SIGMAS) - 1):
+        a, b = SIGMAS[i], SIGMAS[i + 1]
+        got = mine(float(a), float(b))
+        assert torch.equal(got, ref(a, b)) and torch.equal(got, mine(a, b))
+        assert torch.equal(mine(float(b), float(a)), ref(b, a))  # reversed: the negated increment
+        for dtype in (torch.float64, torch.float16):
+            assert torch.equal(mine(float(a.to(dtype)), float(b.to(dtype))), mine(a.to(dtype), b.to(dtype)))
+    assert torch.equal(mine(2.5, 2.5), torch.zeros_like(x))
+    assert torch.equal(mine(9.7 + 1e-9, 5.1), mine(9.7, 5.1))  # float64 within float32 rounding: same times
+
+
 def test_noise_sampler_dtype_device_variations_and_nv() -> None:
     like = torch.zeros(2, 4, 3, 3, dtype=torch.bfloat16)
     plan = step_plan(5, 2, convention="comfy", subseed=40, subseed_strength=1.0)
@@ -119,10 +137,10 @@ def test_dpmpp_sde_variance_is_the_sdes(kdiffusion_sampling: types.ModuleType) -
     """dpmpp_sde with per-image trees is k-diffusion's (= ComfyUI's, A1111's) run with a tree per seed, and
     keeps the variance of N(0, 1) data under an exact denoiser (10 steps: 0.95, as ComfyUI's) that two
     independent draws per step lose (0.80)."""
+    from latent_ops.noise import make_step_noise
     from latent_ops.sampling import run_sampler, schedules, step_noise_sampler
     from latent_ops.sampling.denoisers import DiscreteSampling
     from latent_ops.sampling.noise_sampler import make_noise_sampler
-    from latent_ops.noise import make_step_noise
 
     def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return x / (1 + sigma.reshape(-1, 1, 1, 1) ** 2)

@@ -24,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 
 from latent_ops import devices
 from latent_ops.devices import DeviceError
+from latent_ops.sampling.registry import SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[1]
 META = torch.device("meta")
@@ -348,27 +349,7 @@ def _sampler_reads(monkeypatch, name: str, steps: int) -> collections.Counter:
     return counter.where
 
 
-# Samplers whose loop branches on a device sigma each step (``if sigmas[i + 1] > 0``, ``== 0``) or
-# whose Brownian-tree noise reads each step's sigmas on the host: they still synchronise per step.
-# strict: when one is fixed, this list must shrink.
-_PER_STEP_READS = {
-    "euler_ancestral": "sde.py: if sigmas[i + 1] > 0", "heun": "basic.py: if sigmas[i + 1] == 0",
-    "dpm_2": "basic.py: if sigmas[i + 1] == 0", "dpm_2_ancestral": "basic.py / sde.py: sigma tests",
-    "lms": "basic.py: denoise_last and sigmas[i + 1] == 0", "dpmpp_2s_ancestral": "sde.py: sigma tests",
-    "dpmpp_sde": "noise/brownian.py: sigma .cpu() / float()", "dpmpp_2m": "multistep.py: sigmas[i + 1] == 0",
-    "dpmpp_2m_sde": "noise/brownian.py and sde.py", "dpmpp_3m_sde": "noise/brownian.py and sde.py",
-    "lcm": "basic.py: if sigmas[i + 1] > 0",
-}  # fmt: skip
-
-
-def _sampler_params() -> list:
-    from latent_ops.sampling import registry
-
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=f"per-step host read: {_PER_STEP_READS[n]}"))
-            if n in _PER_STEP_READS else n for n in registry.SAMPLERS.names()]
-
-
-@pytest.mark.parametrize("name", _sampler_params())
+@pytest.mark.parametrize("name", SAMPLERS.names())
 def test_sampler_loop_reads_nothing_on_the_host_per_step(monkeypatch, name: str) -> None:
     few, many = _sampler_reads(monkeypatch, name, 10), _sampler_reads(monkeypatch, name, 20)
     assert many - few == collections.Counter(), f"host reads grow with steps: {dict(many - few)}"

@@ -213,15 +213,24 @@ def test_step_helpers():
 
     x = torch.randn(3, 2, 2, 2, generator=torch.Generator().manual_seed(0)).half()
     sig = torch.tensor([4.0, 2.0, 0.5, 0.0])
-    assert basic.sigma_steps(x, sig, "s") == range(3)
-    with pytest.raises(ValueError, match="s: sigmas must be finite"):
+    steps = basic.sigma_steps(x, sig, "s")
+    assert list(steps) == [0, 1, 2] and len(steps) == 3 and steps[-1] == 2 and list(steps[1:]) == [1, 2]
+    assert steps.host == (4.0, 2.0, 0.5, 0.0) and [steps.to_zero(i) for i in steps] == [False, False, True]
+    assert list(basic.sigma_steps(x, sig[:1], "s")) == []  # one sigma: no step
+    with pytest.raises(ValueError, match=r"s: sigmas must be finite and >= 0, got \[1.0, -1.0\]"):
         basic.sigma_steps(x, torch.tensor([1.0, -1.0]), "s")
-    steps = list(basic.ancestral_steps(x, sig, "s", 1.0))
-    assert [i for i, _, _ in steps] == [0, 1, 2]
-    for i, down, up in steps:
+    with pytest.raises(ValueError, match="s: sigmas must be finite"):
+        basic.sigma_steps(x, torch.tensor([1.0, float("nan")]), "s")
+    anc = basic.ancestral_steps(x, sig, "s", 1.0)
+    assert [i for i, _, _ in anc] == [0, 1, 2] and anc.host == steps.host
+    for i, down, up in anc:
         torch.testing.assert_close(down**2 + up**2, sig[i + 1] ** 2)
+        assert anc.down_zero[i] == bool(down == 0)
+    assert anc.down_zero == (False, False, True)
     assert all(float(up) == 0.0 and float(down) == float(sig[i + 1])
                for i, down, up in basic.ancestral_steps(x, sig, "s", 0.0))
+    big = basic.ancestral_steps(x, sig, "s", 10.0)  # eta large enough that up = sigma_next: down is 0 early
+    assert big.down_zero == (True, True, True) and [big.to_zero(i) for i, _, _ in big] == [False, False, True]
     calls, seen = [], []
 
     def model(xx, s):
@@ -239,4 +248,32 @@ def test_step_helpers():
     n = len(calls)
     basic.dpm_2_step(model, xf, dd, sig[0], sig[1])
     assert len(calls) == n + 1 and float(calls[-1][0]) == pytest.approx(8**0.5)  # geometric mean of 4 and 2
+    # to_zero, known on the host, decides instead of reading sigma_to
+    assert torch.equal(basic.dpm_2_step(model, xf, dd, sig[0], sig[1], to_zero=True), xf + dd * (sig[1] - sig[0]))
+    basic.dpm_2_step(model, xf, dd, sig[0], sig[1], to_zero=False)
+    assert len(calls) == n + 2
     torch.testing.assert_close(sde.log_step(sig[0], sig[1]), torch.log(sig[0] / sig[1]))
+
+
+def test_noise_between_gives_host_floats_only_to_a_noise_sampler_that_takes_them():
+    from latent_ops.sampling import basic
+
+    seen = []
+
+    def plain(sigma, sigma_next):  # k-diffusion's signature: gets the tensors
+        seen.append((sigma, sigma_next))
+        return torch.zeros(1)
+
+    class Host:
+        takes_host_sigmas = True
+
+        def __call__(self, sigma, sigma_next):
+            seen.append((sigma, sigma_next))
+            return torch.ones(1)
+
+    sig = torch.tensor([4.0, 2.0, 0.0])
+    steps = basic.sigma_steps(torch.zeros(1, 1), sig, "s")
+    assert torch.equal(steps.noise(plain, sig, 0), torch.zeros(1))
+    assert isinstance(seen[-1][0], torch.Tensor) and torch.equal(torch.stack(seen[-1]), sig[:2])
+    assert torch.equal(steps.noise(Host(), sig, 1), torch.ones(1)) and seen[-1] == (2.0, 0.0)
+    assert torch.equal(basic.noise_between(Host(), sig[0], sig[1], (4.0, 2.0)), torch.ones(1)) and seen[-1] == (4.0, 2.0)

@@ -220,18 +220,21 @@ class BrownianNoise:
         self.layers = [(w, [BrownianTree(s, lo, hi, shape, source=plan.source) for s in seeds])
                        for seeds, w in plan.layers if w != 0.0]
 
+    takes_host_sigmas = True
+    """Samplers may pass Python floats (the host copies of their sigmas), so no call reads the device."""
+
     def __call__(self, sigma: float | Tensor, sigma_next: float | Tensor) -> Tensor:
         """Unit-variance noise of the interval between ``sigma`` and ``sigma_next``, shaped like ``like``.
 
-        Zeros when the two are equal (ComfyUI's divides 0 by 0 there).
+        Either may be a Python float or a tensor (read on the host: a device synchronisation); both
+        are taken at float32. Zeros when the two are equal (ComfyUI's divides 0 by 0 there).
         """
-        s = torch.as_tensor(sigma).detach().cpu().float()
-        sn = torch.as_tensor(sigma_next).detach().cpu().float()
-        sign = 1 if s <= sn else -1
-        a, b = (float(s), float(sn)) if sign == 1 else (float(sn), float(s))
-        scale = (sn - s).abs().sqrt()
-        if a == b or float(scale) == 0.0:
+        s, sn = _float32(sigma), _float32(sigma_next)
+        if s == sn:
             return torch.zeros(self.like.shape, dtype=self.like.dtype, device=self.like.device)
+        sign = 1 if s <= sn else -1
+        a, b = (s, sn) if sign == 1 else (sn, s)
+        scale = (torch.tensor(sn, dtype=torch.float32) - torch.tensor(s, dtype=torch.float32)).abs().sqrt()
         images = []
         for k, tree in enumerate(self.trees):
             x = tree.increment(a, b).unsqueeze(0) * sign / scale
@@ -242,3 +245,10 @@ class BrownianNoise:
         if not images:
             return torch.zeros(self.like.shape, dtype=self.like.dtype, device=self.like.device)
         return torch.cat(images).to(dtype=self.like.dtype, device=self.like.device)
+
+
+def _float32(value: float | Tensor) -> float:
+    """``value`` rounded to float32, as a Python float (a tensor is read on the host)."""
+    if isinstance(value, Tensor):
+        value = float(value.detach().cpu().float())
+    return float(np.float32(value))

@@ -13,11 +13,12 @@ from .denoisers import Denoiser
 def sample_dpmpp_2m(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None) -> Tensor:
     """DPM-Solver++(2M): second-order multistep exponential integrator in log sigma."""
     old_denoised: Tensor | None = None
-    for i in sigma_steps(x, sigmas, "sample_dpmpp_2m"):
+    steps = sigma_steps(x, sigmas, "sample_dpmpp_2m")
+    for i in steps:
         denoised = denoise_step(model, x, sigmas, i, callback)
         t, t_next = -sigmas[i].log(), -sigmas[i + 1].log()
         h = t_next - t
-        if old_denoised is None or sigmas[i + 1] == 0:
+        if old_denoised is None or steps.to_zero(i):
             x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * denoised
         else:
             r = (t + sigmas[i - 1].log()) / h
@@ -39,6 +40,12 @@ def _vp_std(sigma: Tensor) -> Tensor:
 def _vp_lambda(sigma: Tensor) -> Tensor:
     la = _vp_log_alpha(sigma)
     return la - 0.5 * torch.log(1.0 - torch.exp(2.0 * la))
+
+
+def _solve(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.linalg.solve(a [k, k], b [k])`` without its error check, which reads a GPU's result on
+    the host every step (the Vandermonde-like UniPC systems are not singular for distinct sigmas)."""
+    return torch.linalg.solve_ex(a, b)[0]
 
 
 def _unipc_update(model_fn: Denoiser, x: Tensor, prev_x0: list[Tensor], prev_t: list[Tensor], t: Tensor,
@@ -72,14 +79,14 @@ def _unipc_update(model_fn: Denoiser, x: Tensor, prev_x0: list[Tensor], prev_t: 
     r_mat, b_vec = torch.stack(rows), torch.stack(b)
     x_lin = (sigma_t / sigma0) * x - (alpha_t * h_phi_1) * x0_0
     if d1s:
-        rhos_p = torch.tensor([0.5], dtype=x.dtype) if order == 2 else torch.linalg.solve(r_mat[:-1, :-1], b_vec[:-1])
+        rhos_p = torch.tensor([0.5], dtype=x.dtype) if order == 2 else _solve(r_mat[:-1, :-1], b_vec[:-1])
         pred = sum(r * d for r, d in zip(rhos_p.to(x.dtype), d1s, strict=True))
     else:
         pred = 0
     x_t = x_lin - (alpha_t * b_h) * pred
     if not use_corrector:
         return x_t, None
-    rhos_c = torch.tensor([0.5], dtype=x.dtype) if order == 1 else torch.linalg.solve(r_mat, b_vec).to(x.dtype)
+    rhos_c = torch.tensor([0.5], dtype=x.dtype) if order == 1 else _solve(r_mat, b_vec).to(x.dtype)
     x0_t = model_fn(x_t, t)
     corr = sum(r * d for r, d in zip(rhos_c[:-1], d1s, strict=True)) if d1s else 0
     x_t = x_lin - (alpha_t * b_h) * (corr + rhos_c[-1] * (x0_t - x0_0))
@@ -96,9 +103,9 @@ def sample_uni_pc(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback: Callb
     """
     if variant not in ("bh1", "bh2"):
         raise ValueError(f"sample_uni_pc: variant must be 'bh1' or 'bh2', got {variant!r}")
-    check_sigmas(x, sigmas, "sample_uni_pc")
+    host = check_sigmas(x, sigmas, "sample_uni_pc")
     ts = sigmas.clone()
-    if ts[-1] == 0:
+    if host[-1] == 0:
         ts[-1] = 0.001
 
     def model_fn(x_vp: Tensor, t: Tensor) -> Tensor:

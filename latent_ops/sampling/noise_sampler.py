@@ -69,8 +69,9 @@ def make_noise_sampler(sampler_name: str, seed: int, like: Tensor, sigmas: Tenso
     plan = conventions.step_plan(seed, like.shape[0], convention=convention, batch_index=batch_index,
                                  subseed=subseed, subseed_strength=subseed_strength, variations=variations)
     if uses_brownian_tree(sampler_name):
-        positive = sigmas[sigmas > 0]
-        top = sigmas.max()
-        return BrownianNoise(plan, like, positive.min() if positive.numel() else top, top)
+        host = sigmas.reshape(-1).tolist()  # one read; the samplers pass their sigmas as host floats
+        positive = [s for s in host if s > 0]
+        top = max(host)
+        return BrownianNoise(plan, like, min(positive) if positive else top, top)
     stream = conventions.StepNoise.from_plan(plan, ensd or None)  # a1111: None = ENSD 0 = continue
     return step_noise_sampler(stream, like)

@@ -18,6 +18,7 @@ from .basic import (
     dpm_2_step,
     get_ancestral_step,
     model_at,
+    noise_between,
     sigma_steps,
     to_d,
 )
@@ -37,26 +38,42 @@ def _sigma(t: Tensor) -> Tensor:
     return t.neg().exp()
 
 
-def _add_noise(x: Tensor, noise_sampler: NoiseSampler, sigma: Tensor, sigma_next: Tensor, s_noise: float,
-               amount: Tensor) -> Tensor:
-    """``x + noise_sampler(sigma, sigma_next) * s_noise * amount``: the fresh noise of one step."""
-    return x + noise_sampler(sigma, sigma_next) * s_noise * amount
+def _add_noise(x: Tensor, noise: Tensor, s_noise: float, amount: Tensor) -> Tensor:
+    """``x + noise * s_noise * amount``: the fresh noise of one step."""
+    return x + noise * s_noise * amount
 
 
-def _sde_noise(x: Tensor, noise_sampler: NoiseSampler, sigma: Tensor, sigma_next: Tensor, s_noise: float,
-               decay: Tensor) -> Tensor:
-    """``x + n sigma_next sqrt(1 - exp(decay)) s_noise``: a multistep SDE step's noise (``decay = -2 eta h``)."""
-    return x + noise_sampler(sigma, sigma_next) * sigma_next * decay.expm1().neg().sqrt() * s_noise
+def _sde_noise(x: Tensor, noise: Tensor, sigma_next: Tensor, s_noise: float, decay: Tensor) -> Tensor:
+    """``x + noise sigma_next sqrt(1 - exp(decay)) s_noise``: a multistep SDE step's noise (``decay = -2 eta h``)."""
+    return x + noise * sigma_next * decay.expm1().neg().sqrt() * s_noise
+
+
+def _split_times(sigma: Tensor, sigma_next: Tensor, r: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(t, t_next, s)`` of a ``dpmpp_sde`` step: ``t = -log sigma`` and the intermediate ``s = t + r h``."""
+    t, t_next = _t(sigma), _t(sigma_next)
+    h = t_next - t
+    return t, t_next, t + h * r
+
+
+
+def _host_queries(times: dict[int, tuple[Tensor, Tensor, Tensor]]) -> dict[int, list[float]]:
+    """``{i: [sigma(t), sigma(s), sigma(t_next)]}`` of the ``(t, t_next, s)`` of each step ``i``: the sigmas
+    ``dpmpp_sde`` asks its noise sampler about, as host floats, read in one go for the whole run."""
+    if not times:
+        return {}
+    rows = torch.stack([torch.stack([_sigma(t), _sigma(s), _sigma(t_next)]) for t, t_next, s in times.values()])
+    return dict(zip(times, rows.tolist(), strict=True))
 
 
 @torch.no_grad()
 def sample_euler_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                            callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
     """Euler steps down to ``sigma_down``, then fresh noise of size ``sigma_up``."""
-    for i, down, up in ancestral_steps(x, sigmas, "sample_euler_ancestral", eta):
+    steps = ancestral_steps(x, sigmas, "sample_euler_ancestral", eta)
+    for i, down, up in steps:
         x = x + to_d(x, sigmas[i], denoise_step(model, x, sigmas, i, callback)) * (down - sigmas[i])
-        if sigmas[i + 1] > 0:
-            x = _add_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, up)
+        if not steps.to_zero(i):
+            x = _add_noise(x, steps.noise(noise_sampler, sigmas, i), s_noise, up)
     return x
 
 
@@ -64,9 +81,10 @@ def sample_euler_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_
 def sample_euler_ancestral_rf(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                               callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
     """Euler ancestral for rectified-flow models (ComfyUI ``sample_euler_ancestral_RF``), sigmas in [0, 1]."""
-    for i in sigma_steps(x, sigmas, "sample_euler_ancestral_rf"):
+    steps = sigma_steps(x, sigmas, "sample_euler_ancestral_rf")
+    for i in steps:
         denoised = denoise_step(model, x, sigmas, i, callback)
-        if sigmas[i + 1] == 0:
+        if steps.to_zero(i):
             x = denoised
             continue
         down = sigmas[i + 1] * (1 + (sigmas[i + 1] / sigmas[i] - 1) * eta)
@@ -75,19 +93,21 @@ def sample_euler_ancestral_rf(model: Denoiser, x: Tensor, sigmas: Tensor, *, noi
         ratio = down / sigmas[i]
         x = ratio * x + (1 - ratio) * denoised
         if eta > 0:
-            x = _add_noise((alpha_next / alpha_down) * x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, renoise)
+            x = _add_noise((alpha_next / alpha_down) * x, steps.noise(noise_sampler, sigmas, i), s_noise, renoise)
     return x
 
 
 @torch.no_grad()
 def sample_dpm_2_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                            callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
-    """DPM-Solver-2 midpoint steps to ``sigma_down`` plus ancestral noise."""
-    for i, down, up in ancestral_steps(x, sigmas, "sample_dpm_2_ancestral", eta):
+    """DPM-Solver-2 midpoint steps to ``sigma_down`` plus ancestral noise (k-diffusion
+    ``sample_dpm_2_ancestral``); a step whose ``sigma_down`` is 0 is an Euler step and adds no noise."""
+    steps = ancestral_steps(x, sigmas, "sample_dpm_2_ancestral", eta)
+    for i, down, up in steps:
         d = to_d(x, sigmas[i], denoise_step(model, x, sigmas, i, callback))
-        x = dpm_2_step(model, x, d, sigmas[i], down)
-        if down != 0:
-            x = _add_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, up)
+        x = dpm_2_step(model, x, d, sigmas[i], down, to_zero=steps.down_zero[i])
+        if not steps.down_zero[i]:
+            x = _add_noise(x, steps.noise(noise_sampler, sigmas, i), s_noise, up)
     return x
 
 
@@ -95,9 +115,10 @@ def sample_dpm_2_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_
 def sample_dpmpp_2s_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                               callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
     """DPM-Solver++(2S) single-step second order to ``sigma_down``, plus ancestral noise."""
-    for i, down, up in ancestral_steps(x, sigmas, "sample_dpmpp_2s_ancestral", eta):
+    steps = ancestral_steps(x, sigmas, "sample_dpmpp_2s_ancestral", eta)
+    for i, down, up in steps:
         denoised = denoise_step(model, x, sigmas, i, callback)
-        if down == 0:
+        if steps.down_zero[i]:
             x = x + to_d(x, sigmas[i], denoised) * (down - sigmas[i])
         else:
             t, t_next = _t(sigmas[i]), _t(down)
@@ -106,8 +127,8 @@ def sample_dpmpp_2s_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noi
             x_2 = (_sigma(s) / _sigma(t)) * x - (-h / 2).expm1() * denoised
             denoised_2 = model_at(model, x_2, _sigma(s))
             x = (_sigma(t_next) / _sigma(t)) * x - (-h).expm1() * denoised_2
-        if sigmas[i + 1] > 0:
-            x = _add_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, up)
+        if not steps.to_zero(i):
+            x = _add_noise(x, steps.noise(noise_sampler, sigmas, i), s_noise, up)
     return x
 
 
@@ -115,26 +136,32 @@ def sample_dpmpp_2s_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, noi
 def sample_dpmpp_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sampler: NoiseSampler,
                      callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0,
                      r: float = 0.5) -> Tensor:
-    """DPM-Solver++ (stochastic, two model calls per step; k-diffusion ``sample_dpmpp_sde``)."""
-    for i in sigma_steps(x, sigmas, "sample_dpmpp_sde"):
+    """DPM-Solver++ (stochastic, two model calls per step; k-diffusion ``sample_dpmpp_sde``).
+
+    The step noise is asked for at ``sigma``, the intermediate sigma and ``sigma_next`` as recomputed
+    from the log times; their host values are read once, for all steps, before the loop.
+    """
+    steps = sigma_steps(x, sigmas, "sample_dpmpp_sde")
+    times = {i: _split_times(sigmas[i], sigmas[i + 1], r) for i in steps if not steps.to_zero(i)}
+    host = _host_queries(times)
+    fac = 1 / (2 * r)
+    for i in steps:
         denoised = denoise_step(model, x, sigmas, i, callback)
-        if sigmas[i + 1] == 0:
+        if steps.to_zero(i):
             x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
             continue
-        t, t_next = _t(sigmas[i]), _t(sigmas[i + 1])
-        h = t_next - t
-        s = t + h * r
-        fac = 1 / (2 * r)
+        t, t_next, s = times[i]
+        at_t, at_s, at_next = host[i]
         sd, su = get_ancestral_step(_sigma(t), _sigma(s), eta)
         s_ = _t(sd)
         x_2 = (_sigma(s_) / _sigma(t)) * x - (t - s_).expm1() * denoised
-        x_2 = _add_noise(x_2, noise_sampler, _sigma(t), _sigma(s), s_noise, su)
+        x_2 = _add_noise(x_2, noise_between(noise_sampler, _sigma(t), _sigma(s), (at_t, at_s)), s_noise, su)
         denoised_2 = model_at(model, x_2, _sigma(s))
         sd, su = get_ancestral_step(_sigma(t), _sigma(t_next), eta)
         t_next_ = _t(sd)
         denoised_d = (1 - fac) * denoised + fac * denoised_2
         x = (_sigma(t_next_) / _sigma(t)) * x - (t - t_next_).expm1() * denoised_d
-        x = _add_noise(x, noise_sampler, _sigma(t), _sigma(t_next), s_noise, su)
+        x = _add_noise(x, noise_between(noise_sampler, _sigma(t), _sigma(t_next), (at_t, at_next)), s_noise, su)
     return x
 
 
@@ -147,9 +174,10 @@ def sample_dpmpp_2m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sam
         raise ValueError(f"sample_dpmpp_2m_sde: solver_type must be 'heun' or 'midpoint', got {solver_type!r}")
     old_denoised: Tensor | None = None
     h_last: Tensor | None = None
-    for i in sigma_steps(x, sigmas, "sample_dpmpp_2m_sde"):
+    steps = sigma_steps(x, sigmas, "sample_dpmpp_2m_sde")
+    for i in steps:
         denoised = denoise_step(model, x, sigmas, i, callback)
-        if sigmas[i + 1] > 0:
+        if not steps.to_zero(i):
             h = log_step(sigmas[i], sigmas[i + 1])
             eta_h = eta * h
             x = sigmas[i + 1] / sigmas[i] * (-eta_h).exp() * x + (-h - eta_h).expm1().neg() * denoised
@@ -161,7 +189,7 @@ def sample_dpmpp_2m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sam
                     coef = 0.5 * (-h - eta_h).expm1().neg()
                 x = x + coef * (1 / r) * (denoised - old_denoised)
             if eta:
-                x = _sde_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, -2 * eta_h)
+                x = _sde_noise(x, steps.noise(noise_sampler, sigmas, i), sigmas[i + 1], s_noise, -2 * eta_h)
             h_last = h
         else:  # the last step lands on the model's x0
             x = denoised
@@ -178,9 +206,10 @@ def sample_dpmpp_3m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sam
     h: Tensor | None = None
     h_1: Tensor | None = None
     h_2: Tensor | None = None
-    for i in sigma_steps(x, sigmas, "sample_dpmpp_3m_sde"):
+    steps = sigma_steps(x, sigmas, "sample_dpmpp_3m_sde")
+    for i in steps:
         denoised = denoise_step(model, x, sigmas, i, callback)
-        if sigmas[i + 1] == 0:
+        if steps.to_zero(i):
             x = denoised
         else:
             h = log_step(sigmas[i], sigmas[i + 1])
@@ -198,7 +227,7 @@ def sample_dpmpp_3m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise_sam
             elif h_1 is not None and denoised_1 is not None:
                 x = x + phi_2 * (denoised - denoised_1) / (h_1 / h)
             if eta:
-                x = _sde_noise(x, noise_sampler, sigmas[i], sigmas[i + 1], s_noise, -2 * h * eta)
+                x = _sde_noise(x, steps.noise(noise_sampler, sigmas, i), sigmas[i + 1], s_noise, -2 * h * eta)
         denoised_1, denoised_2 = denoised, denoised_1
         h_1, h_2 = h, h_1
     return x
