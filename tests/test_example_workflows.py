@@ -5,6 +5,9 @@ special about the generated examples: the files are exactly what the generator w
 graph opens back to the prompt it was written from, its inputs exist, its titles are unique
 (``--set TITLE.input=...``), every node feeds an output, and the walk writes the frames it promises
 (with the embedded default model, which ships with the repository: its absence is a failure).
+The ComfyUI-loader examples in workflows/comfyui/ (they need the user's checkpoint and ComfyUI's
+core nodes) get the same checks, except running: tests/comfyui/test_loader_workflows.py runs them in
+the real ComfyUI.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from latent_ops.workflow import Engine, is_link, load, ui_to_api, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_DIR = ROOT / "workflows" / "input"
+COMFYUI_DIR = ROOT / "workflows" / "comfyui"
 OUTPUT_NODES = ("SaveImage", "LatentOpsSaveAnimation")
 
 # Files each example writes: (PNGs, GIFs).
@@ -48,6 +52,12 @@ def maker() -> ModuleType:
 @pytest.fixture(scope="module")
 def prompts(maker: ModuleType) -> dict[str, dict]:
     return maker.build()
+
+
+@pytest.fixture(scope="module")
+def comfyui_registry(maker: ModuleType, registry: dict) -> dict:
+    """Our nodes plus stand-ins for ComfyUI's core nodes (declared by scripts/comfyui_core_nodes.json)."""
+    return maker.comfyui.with_core(registry, {})[0]
 
 
 def test_every_example_is_listed(maker: ModuleType) -> None:
@@ -160,8 +170,7 @@ def _editor_floor(node: dict, registry: dict) -> tuple[float, float]:
     and, after a run, for output nodes)."""
     from latent_ops.workflow.schema import node_def
 
-    if node["type"] not in registry:
-        return 0.0, 0.0
+    assert node["type"] in registry, f"unknown node {node['type']}: its editor size cannot be checked"
     nd = node_def(node["type"], registry[node["type"]])
     rows = max(sum(not i.widget for i in nd.inputs), len(nd.output_types), 1)
     widgets = sum(1 + int(w.adds_control) + int(w.upload) for w in nd.widgets)
@@ -169,10 +178,15 @@ def _editor_floor(node: dict, registry: dict) -> tuple[float, float]:
     return 140.0, 20 * rows + 24 * widgets + (8 if widgets else 0) + preview + 6
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.stem)
-def test_no_node_hides_another_in_the_editor(path: Path, registry: dict) -> None:
+ALL_UI_FILES = sorted((ROOT / "workflows").glob("*.json")) + sorted(COMFYUI_DIR.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", ALL_UI_FILES, ids=lambda p: str(p.relative_to(ROOT / "workflows").with_suffix("")))
+def test_no_node_hides_another_in_the_editor(path: Path, registry: dict, comfyui_registry: dict) -> None:
     """Node boxes (``pos`` is the body's corner, the 30 px title bar sits above it), at least as big as the
     editor draws them, do not overlap."""
+    if path.parent == COMFYUI_DIR:
+        registry = comfyui_registry
     ui = json.loads(path.read_text(encoding="utf-8"))
     if "nodes" not in ui:
         pytest.skip(f"{path.name} is API format (no layout)")
@@ -184,3 +198,50 @@ def test_no_node_hides_another_in_the_editor(path: Path, registry: dict) -> None
     for i, (a, ax0, ay0, ax1, ay1) in enumerate(boxes):
         for b, bx0, by0, bx1, by1 in boxes[i + 1:]:
             assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, f"{path.name}: nodes {a} and {b} overlap"
+
+
+# ------------------------------------------------------------------------ ComfyUI-loader examples
+def test_comfyui_examples_are_listed(maker: ModuleType) -> None:
+    assert {p.stem for p in COMFYUI_DIR.glob("*.json")} == set(maker.comfyui.WORKFLOWS)
+    readme = (ROOT / "workflows" / "README.md").read_text(encoding="utf-8")
+    for name in maker.comfyui.WORKFLOWS:
+        assert f"comfyui/{name}.json" in readme, f"workflows/README.md does not describe comfyui/{name}.json"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in COMFYUI_DIR.glob("*.json")))
+def test_comfyui_example_opens_to_its_prompt_and_is_sound(name: str, maker: ModuleType, comfyui_registry: dict) -> None:
+    """The UI file gives back the generated prompt; every node feeds the one SaveImage; titles are unique; the
+    checkpoint is the documented placeholder; the core nodes used are exactly those declared."""
+    want = maker.comfyui.build(maker.Graph)[name]
+    workflow = load(COMFYUI_DIR / f"{name}.json", comfyui_registry)
+    assert workflow.source == "ui"
+    api = ui_to_api(workflow.ui, comfyui_registry)
+    assert set(api) == set(want)
+    for nid, spec in want.items():
+        assert api[nid]["class_type"] == spec["class_type"]
+        got = {k: (list(v) if is_link(v) else v) for k, v in api[nid]["inputs"].items()}
+        assert {k: got[k] for k in spec["inputs"]} == spec["inputs"], f"{name} node {nid} ({spec['class_type']})"
+    titles = [t for t in ((s.get("_meta") or {}).get("title") for s in want.values()) if t]
+    assert len(titles) == len(set(titles)), f"{name}: duplicate titles {sorted(titles)}"
+    saves = [nid for nid, s in want.items() if s["class_type"] == "SaveImage"]
+    seen, stack = set(), list(saves)
+    while stack:
+        nid = stack.pop()
+        if nid not in seen:
+            seen.add(nid)
+            stack.extend(str(v[0]) for v in want[nid]["inputs"].values() if is_link(v))
+    assert len(saves) == 1 and seen == set(want), f"{name}: nodes {sorted(set(want) - seen)} reach no output"
+    loaders = [s["inputs"]["ckpt_name"] for s in want.values() if s["class_type"] == "CheckpointLoaderSimple"]
+    assert loaders == [maker.comfyui.CHECKPOINT]
+
+
+def test_core_node_declarations_are_exactly_those_used(maker: ModuleType) -> None:
+    used = {s["class_type"] for prompt in maker.comfyui.build(maker.Graph).values() for s in prompt.values()}
+    stored = maker.comfyui.core_nodes()
+    assert set(stored) == set(maker.comfyui.CORE_NODES) == {t for t in used if not t.startswith("LatentOps")}
+    # Each is what capture() keeps of a real /object_info entry (tests/comfyui compares with the server).
+    assert maker.comfyui.capture({k: _as_object_info(v) for k, v in stored.items()}) == stored
+
+
+def _as_object_info(spec: dict) -> dict:
+    return {**spec, "input_order": {k: list(v) for k, v in spec["input"].items()}}

@@ -1,9 +1,11 @@
 """Runs the real-ComfyUI suite (``tests/comfyui``) in a child process and requires it to pass.
 
 The suite imports ComfyUI 0.3.64 in-process (tiny-model sampling checks) and starts its server
-(the plugin loads, every workflow runs). It runs in a child so that ComfyUI's modules never enter
-this process, where ``nodes/comfy_adapter.py`` would find them. Without the snapshot
-(``$LATENT_OPS_COMFYUI`` or ``../shared/vendor/comfyui-0.3.64.tar.gz``) it is skipped with one line.
+(the plugin loads, every workflow runs; the ComfyUI-loader examples of ``workflows/comfyui/`` run on
+a tiny SD1.5-layout checkpoint file and give the core KSampler's images where they are meant to).
+It runs in a child so that ComfyUI's modules never enter this process, where
+``nodes/comfy_adapter.py`` would find them. Without the snapshot (``$LATENT_OPS_COMFYUI`` or
+``../shared/vendor/comfyui-0.3.64.tar.gz``) it is skipped with one line.
 """
 
 from __future__ import annotations
