@@ -12,7 +12,7 @@ from __future__ import annotations
 from . import comfy_adapter
 from ._library import noise, noise_types, seeds
 from ._library import noise_sources as sources
-from .sampling import ENSD
+from .sampling import ADVANCED, ENSD
 
 CATEGORY = "latent_ops/sampling"
 NOISE_TYPE_NAMES = [n for n in noise_types.NOISE_TYPES if n != "coloured"]
@@ -73,12 +73,7 @@ class LatentOpsComfyKSampler:
             "optional": {
                 "noise_type": _NOISE_TYPE,
                 "variations": _VARIATIONS,
-                "add_noise": ("BOOLEAN", {"default": True, "tooltip": "Add the initial noise (KSamplerAdvanced)."}),
-                "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "First step to run."}),
-                "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000, "tooltip": "Step to stop at."}),
-                "return_with_leftover_noise": ("BOOLEAN", {"default": False,
-                                               "tooltip": "Stop early without finishing the last step's denoise."}),
-                "ensd": ENSD,
+                **ADVANCED,
             },
         }
 

@@ -20,6 +20,14 @@ ENSD = ("INT", {"default": 0, "min": 0, "max": seeds.MAX_SEED, "tooltip": (
     "noise comes from a generator seeded seed + k + ensd. SDE samplers (Brownian trees seeded with seed + k) "
     "ignore it, as A1111 does.")})
 """The ``ensd`` input of the samplers (here and in :mod:`.comfy_sampling`)."""
+ADVANCED: dict[str, tuple] = {  # KSamplerAdvanced's step window and A1111's ENSD, shared by both sampler nodes
+    "add_noise": ("BOOLEAN", {"default": True, "tooltip": "Add the initial noise (KSamplerAdvanced)."}),
+    "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "First step to run."}),
+    "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000, "tooltip": "Step to stop at."}),
+    "return_with_leftover_noise": ("BOOLEAN", {"default": False,
+                                   "tooltip": "Stop early without finishing the last step's denoise."}),
+    "ensd": ENSD,
+}
 _DENOISE = ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                       "tooltip": "Fraction of the schedule to run; < 1 keeps part of the input (img2img)."})
 
@@ -98,12 +106,7 @@ class LatentOpsSampler:
             "optional": {
                 "noise": ("LATENT", {"tooltip": "Explicit unit noise (e.g. from LatentOpsUnsample or a noise walk); "
                                      "replaces the seeded initial noise."}),
-                "add_noise": ("BOOLEAN", {"default": True, "tooltip": "Add the initial noise (KSamplerAdvanced)."}),
-                "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "First step to run."}),
-                "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000, "tooltip": "Step to stop at."}),
-                "return_with_leftover_noise": ("BOOLEAN", {"default": False,
-                                               "tooltip": "Stop early without finishing the last step's denoise."}),
-                "ensd": ENSD,
+                **ADVANCED,
             },
         }
 
