@@ -1,15 +1,17 @@
 """Console script ``latent-ops``: the generic CLI with our nodes plus the headless core nodes.
 
-Everything heavy (torch, the node modules) is imported inside :func:`main` after its Ctrl-C
-handler is installed, so Ctrl-C at any moment, start-up included, exits with 130 and no
-traceback. The handler also remembers the press: torch's import swallows a KeyboardInterrupt
-raised while it imports numpy (and may then fail on a half-imported numpy), so a press during
-the imports counts even when the exception never reaches us. SIGTERM ends the process with exit
-code 143 through ``SystemExit``, so a file being written is removed, not left behind as ``.tmp-*``.
+Everything heavy (torch, the node modules) is imported inside :func:`main` after its signal
+handlers are installed. Until those imports finish nothing has been written, so Ctrl-C (exit 130)
+or SIGTERM (exit 143) then ends the process at once with ``os._exit``: raising an exception into
+them is unsafe, since torch's import runs Python inside C++ initialisers, where a
+KeyboardInterrupt aborts the process (SIGABRT) or is swallowed. Once running, the CLI's own Ctrl-C
+handling applies, and SIGTERM ends the process through ``SystemExit``, so a file being written is
+removed, not left behind as ``.tmp-*``.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
@@ -17,28 +19,21 @@ from typing import Any
 
 def main() -> None:
     """Entry point installed by pip (``latent-ops = latent_ops_nodes.cli:main``)."""
-    pressed: list[int] = []
+    def exit_now(signum: int, frame: Any) -> None:  # noqa: ANN401
+        os._exit(128 + signum)
 
-    def on_ctrl_c(signum: int, frame: Any) -> None:  # noqa: ANN401
-        pressed.append(signum)
-        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGINT, exit_now)
+    signal.signal(signal.SIGTERM, exit_now)
+    from . import NODE_DISPLAY_NAME_MAPPINGS, headless_registry
+    from ._library import cli
+    from .headless import HEADLESS_NODE_DISPLAY_NAME_MAPPINGS
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    registry = headless_registry()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGINT, previous)  # from here the CLI's own Ctrl-C handling applies
     try:
-        from . import NODE_DISPLAY_NAME_MAPPINGS, headless_registry
-        from ._library import cli
-        from .headless import HEADLESS_NODE_DISPLAY_NAME_MAPPINGS
-
-        registry = headless_registry()
-        if pressed:  # a library swallowed the KeyboardInterrupt
-            raise KeyboardInterrupt
-        signal.signal(signal.SIGINT, previous)  # from here the CLI's own Ctrl-C handling applies
         code = cli.main(sys.argv[1:], registry, {**HEADLESS_NODE_DISPLAY_NAME_MAPPINGS, **NODE_DISPLAY_NAME_MAPPINGS})
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a late Ctrl-C must not interrupt the exit
-    except BaseException as err:  # noqa: BLE001 - only a Ctrl-C (or what it broke) is handled
-        if not (pressed or isinstance(err, KeyboardInterrupt)):
-            raise
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # pressed between the handlers: nothing was started yet
         code = 130
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a late Ctrl-C must not interrupt the exit
     sys.exit(code)
