@@ -32,6 +32,11 @@ def report(done: int, total: int) -> None:
         hook(done, total)
 
 
+def hooked() -> bool:
+    """Whether a hook is installed here (the headless engine's, or a ComfyUI node call's)."""
+    return _hook.get() is not None
+
+
 def check() -> None:
     """An interrupt point: call the current hook (if any) with the last reported position.
 

@@ -1,4 +1,4 @@
-"""ComfyUI-only niceties behind one small seam: progress bars, interrupts and model folders.
+"""ComfyUI-only niceties behind one small seam: progress bars, Cancel and model folders.
 
 ComfyUI is imported lazily and only here. Without ComfyUI (the headless runner, scripts, tests)
 every function falls back to :mod:`latent_ops.progress`, whose hooks the headless engine sets.
@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ._library import devices, files, model_paths, per_image, progress, schedules
 from ._library import samplers as sampling_registry
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _comfy(module: str):  # noqa: ANN202 - returns a module or None
@@ -23,24 +27,48 @@ def _comfy(module: str):  # noqa: ANN202 - returns a module or None
         return None
 
 
-def progress_callback(total: int) -> Callable[[int, int], None]:
-    """Return ``report(done, total)`` for a loop of ``total`` steps.
+def comfy_progress() -> Callable[[int, int], None] | None:
+    """A :mod:`latent_ops.progress` hook for one node call inside ComfyUI, else ``None``.
 
-    Inside ComfyUI it drives ``comfy.utils.ProgressBar`` (whose hook also raises on /interrupt);
-    headless it forwards to :func:`latent_ops.progress.report`, which the engine hooks up.
+    Every call (a library ``report`` or ``check``) raises ComfyUI's
+    ``InterruptProcessingException`` once the user pressed Cancel; a new position also moves the
+    node's ``comfy.utils.ProgressBar`` (made on the first report, so nodes that never report
+    draw no bar, and ``check`` calls, which repeat the last position, send no message).
     """
-    utils = _comfy("comfy.utils")
-    if utils is None or not hasattr(utils, "ProgressBar"):
-        return progress.report
-    bar = utils.ProgressBar(total)
-    mm = _comfy("comfy.model_management")
+    utils, mm = _comfy("comfy.utils"), _comfy("comfy.model_management")
+    if utils is None or mm is None or not hasattr(mm, "throw_exception_if_processing_interrupted"):
+        return None
+    bar: list = []
+    last = [(0, 1)]
 
-    def report(done: int, total_: int) -> None:
-        if mm is not None:
-            mm.throw_exception_if_processing_interrupted()
-        bar.update_absolute(done, total_)
+    def hook(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        if (done, total) == last[0]:
+            return
+        last[0] = (done, total)
+        if not bar:
+            bar.append(utils.ProgressBar(total))
+        bar[0].update_absolute(done, total)
 
-    return report
+    return hook
+
+
+def interruptible(method: F) -> F:
+    """Decorate a node's ``FUNCTION``: inside ComfyUI the call runs with :func:`comfy_progress`
+    installed, so the library's progress reports and interrupt points (``progress.report`` /
+    ``progress.check``) drive ComfyUI's bar and obey its Cancel. Headless the engine's hook is
+    already installed and is kept; without either the call is unchanged."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        hook = None if progress.hooked() else comfy_progress()
+        if hook is None:
+            return method(*args, **kwargs)
+        with progress.reporting(hook):
+            return method(*args, **kwargs)
+
+    call.interruptible = True  # type: ignore[attr-defined] - checked by the node tests
+    return call  # type: ignore[return-value]
 
 
 def model_folders(kind: str) -> list[Path]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import comfy_adapter
 from ._library import noise, noise_types, seeds
 from ._library import noise_sources as sources
+from .comfy_adapter import interruptible
 from .sampling import ADVANCED, ENSD
 
 CATEGORY = "latent_ops/sampling"
@@ -77,6 +78,7 @@ class LatentOpsComfyKSampler:
             },
         }
 
+    @interruptible
     def sample(self, model: object, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
                positive: list, negative: list, latent_image: dict, denoise: float, noise_convention: str,
                subseed: int, subseed_strength: float, noise_type: str = "gaussian", variations: str = "",
@@ -114,6 +116,7 @@ class LatentOpsRandomNoise:
             "optional": {"variations": _VARIATIONS},
         }
 
+    @interruptible
     def get_noise(self, noise_seed: int, noise_convention: str, noise_type: str, subseed: int,
                   subseed_strength: float, variations: str = "") -> tuple:
         options = _options(noise_convention, subseed, subseed_strength, variations)
@@ -151,6 +154,7 @@ class LatentOpsSamplerStepNoise:
             },
         }
 
+    @interruptible
     def get_sampler(self, sampler_name: str, noise_convention: str, subseed: int, subseed_strength: float,
                     sampler: object | None = None, variations: str = "", ensd: int = 0) -> tuple:
         node = "LatentOpsSamplerStepNoise"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._library import animation, images
-from .comfy_adapter import comfy_folders
+from .comfy_adapter import comfy_folders, interruptible
 
 
 class LatentOpsSaveAnimation:
@@ -30,6 +30,7 @@ class LatentOpsSaveAnimation:
             },
         }
 
+    @interruptible
     def execute(self, images: object, filename_prefix: str, fps: float, loop: bool, scale: int = 1) -> dict:
         with comfy_folders():
             saved = animation.save_animation(images, filename_prefix, fps=fps, loop=loop, scale=scale)
@@ -59,6 +60,7 @@ class LatentOpsSplitImage:
             },
         }
 
+    @interruptible
     def execute(self, image: object, tile_width: int, tile_height: int, limit: int = 0) -> tuple:
         tiles = images.split_grid(image, tile_height, tile_width, limit=limit)
         return (tiles, int(tiles.shape[0]))

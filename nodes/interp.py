@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._library import interp, walk
+from .comfy_adapter import interruptible
 
 CATEGORY = "latent_ops/interpolate"
 
@@ -46,6 +47,7 @@ class LatentOpsLerp:
     def INPUT_TYPES(cls) -> dict:
         return {"required": dict(_PAIR)}
 
+    @interruptible
     def execute(self, samples1: dict, samples2: dict, t: float) -> tuple[dict]:
         return (interp.lerp_latents(samples1, samples2, t),)
 
@@ -79,6 +81,7 @@ class LatentOpsSlerp:
             }
         }
 
+    @interruptible
     def execute(
         self, samples1: dict, samples2: dict, t: float, granularity: str, magnitude: str
     ) -> tuple[dict]:
@@ -149,6 +152,7 @@ class LatentOpsWalk:
             }
         }
 
+    @interruptible
     def execute(
         self, keyframes: dict, frames: int, easing: str, loop: bool, method: str, magnitude: str, power: float
     ) -> tuple[dict]:

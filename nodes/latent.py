@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._library import latents as core
+from .comfy_adapter import interruptible
 
 
 class LatentOpsEmptyLatent:
@@ -32,6 +33,7 @@ class LatentOpsEmptyLatent:
             },
         }
 
+    @interruptible
     def execute(self, width: int, height: int, batch_size: int, vae: object = None, channels: int = 4,
                 downscale: int = 8) -> tuple[dict]:
         return (core.empty_latent(width, height, batch_size, channels=channels, downscale=downscale, vae=vae),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._library import latent_format as formats
 from ._library import noise, noise_types, noising, seeds, vae_geometry
-from .comfy_adapter import intermediate_device
+from .comfy_adapter import intermediate_device, interruptible
 
 NOISE_TYPE_NAMES = [n for n in noise_types.NOISE_TYPES if n != "coloured"]
 FORMAT_NAMES = ["none", *formats.FORMATS]
@@ -84,6 +84,7 @@ class LatentOpsNoise:
             },
         }
 
+    @interruptible
     def generate(self, width: int, height: int, batch_size: int, seed: int, convention: str, noise_type: str,
                  subseed: int, subseed_strength: float, vae: object | None = None, channels: int = 4,
                  downscale: int = 8, variations: str = "", resize_from_width: int = 0,
@@ -129,6 +130,7 @@ class LatentOpsAddNoise:
             },
         }
 
+    @interruptible
     def add(self, samples: dict, noise: dict, sigma: float, prediction: str, latent_format: str,
             model: object | None = None, sigmas: object | None = None) -> tuple[dict]:
         x, n = samples["samples"], noise["samples"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._library import checkpoints, diffusion, noise, schedules, seeds
 from ._library import samplers as sampling
-from .comfy_adapter import compute_device, compute_dtype, model_folders, progress_callback
+from .comfy_adapter import compute_device, compute_dtype, interruptible, model_folders
 
 MODEL, CLIP = "LATENT_OPS_MODEL", "LATENT_OPS_CLIP"
 
@@ -50,6 +50,7 @@ class LatentOpsCheckpointLoader:
         return {"required": {"ckpt_name": (_checkpoint_choices(), {
             "tooltip": "latent-ops-default (embedded), a .safetensors checkpoint, or a diffusers folder."})}}
 
+    @interruptible
     def load(self, ckpt_name: str) -> tuple:
         path = checkpoints.resolve_checkpoint(ckpt_name, model_folders("checkpoints"), model_folders("diffusers"))
         return tuple(checkpoints.load_checkpoint(path, device=compute_device(), dtype=compute_dtype()))
@@ -70,6 +71,7 @@ class LatentOpsTextEncode:
                                 "tooltip": "The prompt (for the embedded model: a class name)."}),
         }}
 
+    @interruptible
     def encode(self, clip: object, text: str) -> tuple:
         return (clip.encode(text),)
 
@@ -110,6 +112,7 @@ class LatentOpsSampler:
             },
         }
 
+    @interruptible
     def sample(self, model: object, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
                positive: list, negative: list, latent_image: dict, denoise: float, noise_convention: str,
                subseed: int, subseed_strength: float, noise: dict | None = None, add_noise: bool = True,
@@ -120,7 +123,7 @@ class LatentOpsSampler:
             scheduler=scheduler, denoise=denoise, noise_convention=noise_convention, subseed=subseed,
             subseed_strength=subseed_strength, start_step=start_at_step or None, end_step=end_at_step,
             add_noise=add_noise, return_leftover_noise=return_with_leftover_noise,
-            noise=None if noise is None else noise["samples"], ensd=ensd, callback=progress_callback(steps))
+            noise=None if noise is None else noise["samples"], ensd=ensd)
         return (out,)
 
 
@@ -148,11 +151,11 @@ class LatentOpsUnsample:
             "denoise": _DENOISE,
         }}
 
+    @interruptible
     def unsample(self, model: object, positive: list, negative: list, latent_image: dict, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, denoise: float) -> tuple:
         out = diffusion.unsample(model, latent_image, positive, negative, steps=steps, cfg=cfg,
-                                 sampler_name=sampler_name, scheduler=scheduler, denoise=denoise,
-                                 callback=progress_callback(steps))
+                                 sampler_name=sampler_name, scheduler=scheduler, denoise=denoise)
         return (out,)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._library import cluster, neighbors, seeds, space
 from ._library import space_plot as space_map
+from .comfy_adapter import interruptible
 
 CATEGORY = "latent_ops/space"
 PROJECTION = "LATENT_OPS_PROJECTION"
@@ -50,6 +51,7 @@ class LatentOpsProject:
             }
         }
 
+    @interruptible
     def execute(self, samples: dict, method: str, dims: int, feature: str, pool: int, seed: int, perplexity: float) -> tuple:
         proj = space.project(samples["samples"], method, dims, feature=feature, pool=pool, seed=seed, perplexity=perplexity)
         return (proj, proj.summary())
@@ -76,6 +78,7 @@ class LatentOpsCluster:
             }
         }
 
+    @interruptible
     def execute(self, samples: dict, k: int, k_max: int, feature: str, pool: int, seed: int, n_init: int) -> tuple:
         res = cluster.cluster(samples["samples"], k or None, k_max=k_max, feature=feature, pool=pool, seed=seed, n_init=n_init)
         return (_new_batch(samples, res.centroids), res.labels, res.k, res.summary())
@@ -102,6 +105,7 @@ class LatentOpsNearest:
             }
         }
 
+    @interruptible
     def execute(self, query: dict, reference: dict, k: int, metric: str, exclude_self: bool, feature: str, pool: int) -> tuple:
         res = neighbors.nearest(query["samples"], reference["samples"], k, metric=metric, exclude_self=exclude_self, feature=feature, pool=pool)
         return (_new_batch(reference, res.latents), res.summary())
@@ -131,6 +135,7 @@ class LatentOpsMap:
             },
         }
 
+    @interruptible
     def execute(self, projection: object, max_thumbnails: int, size: int, seed: int, images: object = None, labels: object = None, vae: object = None, samples: dict | None = None) -> tuple:
         latents = samples["samples"] if samples is not None else None
         return (space_map.projection_map(projection, images=images, labels=labels, vae=vae, latents=latents, max_thumbnails=max_thumbnails, size=size, seed=seed),)

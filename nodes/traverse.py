@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._library import images as image_lib
 from ._library import traverse
+from .comfy_adapter import interruptible
 
 
 class LatentOpsTraverse:
@@ -52,6 +53,7 @@ class LatentOpsTraverse:
             },
         }
 
+    @interruptible
     def execute(self, samples: dict, mode: str, channels: str, range_mode: str, lo: float, hi: float,
                 steps: int, op: str, pingpong: bool, reference: dict | None = None,
                 direction_a: dict | None = None, direction_b: dict | None = None) -> tuple:
@@ -94,6 +96,7 @@ class LatentOpsImageGrid:
             },
         }
 
+    @interruptible
     def execute(self, images: object, columns: int, scale: int, labels: str = "", row_labels: str = "",
                 col_labels: str = "", pad: int = 2, font_size: int = 0) -> tuple:
         return (image_lib.labelled_grid(images, columns=columns, scale=scale, labels=labels, row_labels=row_labels,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import comfy_adapter
 from ._library import vae_calls as vae_any
 from ._library import vae_loading as models
+from .comfy_adapter import interruptible
 
 FAMILY_CHOICES = ["auto", *models.FAMILIES]
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "auto": "auto"}
@@ -54,6 +55,7 @@ class LatentOpsVAELoader:
             },
         }
 
+    @interruptible
     def load(self, vae_name: str, family: str = "auto", allow_pickle: bool = False, dtype: str = "fp32") -> tuple:
         import torch
 
@@ -104,9 +106,9 @@ class LatentOpsVAEEncode:
             },
         }
 
+    @interruptible
     def encode(self, pixels, vae, tile_size: int, overlap: int, mode: str = "mean", seed: int = 0) -> tuple:  # noqa: ANN001
-        cb = comfy_adapter.progress_callback(1)
-        z = vae_any.encode_image(vae, pixels, tile_size, overlap, mode == "sample", seed, cb)
+        z = vae_any.encode_image(vae, pixels, tile_size, overlap, mode == "sample", seed)
         return ({"samples": z.to(comfy_adapter.intermediate_device())},)
 
 
@@ -136,10 +138,10 @@ class LatentOpsVAEDecode:
             },
         }
 
+    @interruptible
     def decode(self, samples: dict, vae, tile_size: int, overlap: int, batch_chunk: int = 0) -> tuple:  # noqa: ANN001
         z = samples["samples"]
-        cb = comfy_adapter.progress_callback(z.shape[0])
-        image = vae_any.decode_latent(vae, z, tile_size, overlap, batch_chunk, cb)
+        image = vae_any.decode_latent(vae, z, tile_size, overlap, batch_chunk)
         return (image.to(comfy_adapter.intermediate_device()),)
 
 

@@ -191,20 +191,33 @@ class Server:
         except urllib.error.HTTPError as err:  # a rejected prompt: the body says which node and why
             raise AssertionError(f"POST {path} -> {err.code}: {err.read().decode(errors='replace')}") from None
 
-    def run(self, prompt: dict, what: str, extra_data: dict | None = None) -> dict:
-        """Queue an API-format ``prompt`` with ``POST /prompt``, wait for it, require success and outputs;
-        returns its ``GET /history`` entry."""
+    def queue(self, prompt: dict, extra_data: dict | None = None) -> str:
+        """Queue an API-format ``prompt`` with ``POST /prompt``; returns its prompt id."""
         queued = self.post("/prompt", {"prompt": prompt, "client_id": "latent-ops-tests", "extra_data": extra_data or {}})
         assert not queued.get("node_errors"), queued
-        prompt_id = queued["prompt_id"]
+        return queued["prompt_id"]
+
+    def wait(self, prompt_id: str, what: str) -> dict:
+        """Wait until prompt ``prompt_id`` is done (in any way); returns its ``GET /history`` entry."""
         deadline = time.monotonic() + RUN_S
         while True:
             entry = self.get(f"/history/{prompt_id}").get(prompt_id)
             if entry is not None and entry.get("status", {}).get("completed") is not None:
-                break
+                return entry
             assert self.process.poll() is None, f"ComfyUI died running {what}:\n{self.tail()}"
             assert time.monotonic() < deadline, f"{what}: not done within {RUN_S:.0f} s:\n{self.tail()}"
-            time.sleep(0.25)
+            time.sleep(0.05)
+
+    def interrupt(self) -> None:
+        """``POST /interrupt``: the Cancel button."""
+        req = urllib.request.Request(self.url + "/interrupt", data=b"{}", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+
+    def run(self, prompt: dict, what: str, extra_data: dict | None = None) -> dict:
+        """Queue an API-format ``prompt``, wait for it, require success and outputs; returns its
+        ``GET /history`` entry."""
+        entry = self.wait(self.queue(prompt, extra_data), what)
         status = entry["status"]
         errors = [m for m in status.get("messages", []) if m[0] == "execution_error"]
         assert status["status_str"] == "success" and status["completed"], f"{what}: {errors or status}"

@@ -9,6 +9,7 @@ every case. (``workflows/comfyui/*.json`` need a checkpoint: test_loader_workflo
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,3 +49,29 @@ def test_workflow_runs(server: Server, path: Path) -> None:
     wf = workflow.load(path, latent_ops_nodes.headless_registry())
     extra = {"extra_pnginfo": {"workflow": wf.ui}} if wf.ui else {}
     server.run(wf.prompt, path.name, extra)
+
+
+def test_cancel_stops_a_long_library_loop(server: Server) -> None:
+    """The Cancel button reaches our library's interrupt points (here one per stacked variation:
+    1,024 full draws of 16 x 4 x 256 x 256, a minute or more of work on a CPU)."""
+    variations = ", ".join(f"{s}:0.01" for s in range(1, 1025))
+    prompt = {
+        "1": {"class_type": "LatentOpsNoise", "inputs": {
+            "width": 2048, "height": 2048, "batch_size": 16, "seed": 1, "convention": "diffusers",
+            "noise_type": "gaussian", "subseed": 0, "subseed_strength": 0.0, "variations": variations}},
+        "2": {"class_type": "SaveLatent", "inputs": {"samples": ["1", 0], "filename_prefix": "cancelled"}},
+    }
+    prompt_id = server.queue(prompt)
+    deadline = time.monotonic() + 60
+    while not any(item[1] == prompt_id for item in server.get("/queue")["queue_running"]):
+        assert time.monotonic() < deadline, server.tail()
+        time.sleep(0.05)
+    time.sleep(2.0)  # well inside the node
+    began = time.monotonic()
+    server.interrupt()
+    entry = server.wait(prompt_id, "the cancelled prompt")
+    stopped_after = time.monotonic() - began
+    kinds = [m[0] for m in entry["status"]["messages"]]
+    assert "execution_interrupted" in kinds and entry["status"]["status_str"] == "error", entry["status"]
+    assert stopped_after < 10, f"Cancel took {stopped_after:.1f} s"
+    assert not list((server.base / "output").glob("cancelled*")), "a cancelled run wrote its file"
