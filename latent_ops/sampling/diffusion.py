@@ -266,13 +266,28 @@ INVERTIBLE_SAMPLERS: tuple[str, ...] = sampling.SAMPLERS.names(invertible=True)
 """View of the sampler table: the deterministic samplers :func:`unsample` can run backwards."""
 
 
+def _inverse_sigmas(fwd: Tensor, sigma_min: float) -> Tensor:
+    """The schedule :func:`unsample` climbs: ``fwd`` ``[n + 1]`` (descending, ending in 0) reversed,
+    with its final 0 replaced by ``sigma_min`` (the latent is taken as the state there).
+
+    Schedules that already end at ``sigma_min`` (normal, exponential, karras, kl_optimal: to
+    float32 rounding) would repeat it: a (near) zero-length step, which multistep samplers divide
+    by. Their 0 is dropped instead, so every step of the result climbs by more than 0.1 %:
+    ``[m]``, ascending, ``m`` = ``n + 1`` or ``n``.
+    """
+    positive = fwd[fwd > 0].flip(0)
+    if sigma_min < float(positive[0]) * (1 - 1e-3):
+        return torch.cat([positive.new_tensor([sigma_min]), positive])
+    return positive
+
+
 def unsample(model: DiffusionModel, latent: dict, positive: Conditioning, negative: Conditioning, *, steps: int,
              cfg: float, sampler_name: str = "euler", scheduler: str = "normal", denoise: float = 1.0,
              callback: progress.Callback | None = None) -> dict:
     """Invert ``latent`` to the noise that :func:`sample` turns back into (approximately) it.
 
-    Runs the probability-flow ODE upwards over the reversed schedule of ``sample`` (the first
-    sigma, 0, is replaced by the model's ``sigma_min``). The result is unit-scale model-space noise
+    Runs the probability-flow ODE upwards over the reversed schedule of ``sample`` (its final 0
+    replaced by the model's ``sigma_min``, or dropped where the schedule already ends there). The result is unit-scale model-space noise
     ``n``: ``sample(model, latent, ..., noise=n, same steps/cfg/sampler/scheduler/denoise)``
     starts from the inverted state and lands near ``latent``. Slerp ``n`` with other noise to vary.
 
@@ -287,8 +302,9 @@ def unsample(model: DiffusionModel, latent: dict, positive: Conditioning, negati
     fwd = schedules.ksampler_sigmas(ms, scheduler, steps, denoise=denoise, sampler_name=sampler_name)
     if len(fwd) <= 1:
         raise ValueError(f"unsample: denoise={denoise} leaves no steps")
-    inv = fwd.flip(0).clone()
-    inv[0] = min(float(ms.sigma_min), float(fwd[fwd > 0].min()))
+    inv = _inverse_sigmas(fwd, float(ms.sigma_min))
+    if len(inv) <= 1:
+        raise ValueError(f"unsample: denoise={denoise} leaves no steps")
     x_lat = samples.float().to(dev)
     if torch.count_nonzero(x_lat) > 0:
         x_lat = model.latent_format.process_in(x_lat)
