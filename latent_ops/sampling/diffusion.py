@@ -287,7 +287,8 @@ def unsample(model: DiffusionModel, latent: dict, positive: Conditioning, negati
     """Invert ``latent`` to the noise that :func:`sample` turns back into (approximately) it.
 
     Runs the probability-flow ODE upwards over the reversed schedule of ``sample`` (its final 0
-    replaced by the model's ``sigma_min``, or dropped where the schedule already ends there). The result is unit-scale model-space noise
+    replaced by the model's ``sigma_min``, or dropped where the schedule already ends there). The
+    result is unit-scale model-space noise
     ``n``: ``sample(model, latent, ..., noise=n, same steps/cfg/sampler/scheduler/denoise)``
     starts from the inverted state and lands near ``latent``. Slerp ``n`` with other noise to vary.
 
