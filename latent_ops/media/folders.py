@@ -251,6 +251,15 @@ def _expand(prefix: str, width: int | None, height: int | None) -> str:
     return text_replacements(prefix, now=now) if "%date:" in prefix else prefix
 
 
+COUNTED = re.compile(r"^(?P<stem>.*)_(?P<counter>\d+)_\.(?P<ext>[A-Za-z0-9]+)$")
+"""A counted output name, :func:`counted_name` (ComfyUI's), parsed back: stem, counter, extension."""
+
+
+def counted_name(name: str, counter: int, ext: str) -> str:
+    """ComfyUI's output file name ``{name}_{counter:05}_.{ext}``."""
+    return f"{name}_{counter:05}_.{ext}"
+
+
 def next_counter(folder: Path, filename: str) -> int:
     """ComfyUI's counter: 1 + the largest ``N`` of files named ``{filename}_{N}...`` in ``folder``.
 
@@ -339,7 +348,7 @@ def output_path(prefix: str, ext: str, *, width: int | None = None, height: int 
     """
     real, name, subfolder = output_folder(prefix, width=width, height=height, temp=temp)
     counter = next_counter(real, name)
-    while (real / f"{name}_{counter:05}_.{ext}").exists():
+    while (real / counted_name(name, counter, ext)).exists():
         counter += 1
-    filename = f"{name}_{counter:05}_.{ext}"
+    filename = counted_name(name, counter, ext)
     return OutputFile(real / filename, filename, subfolder, "temp" if temp else "output")

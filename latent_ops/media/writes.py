@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import FileAccessError
-from .folders import OutputFile, next_counter, output_folder
+from .folders import OutputFile, counted_name, next_counter, output_folder
 
 MAX_COUNTER_TRIES = 10_000
 """Counters :func:`save_output` tries before it gives up (each one taken by another process)."""
@@ -149,7 +149,7 @@ def save_output(prefix: str, ext: str, data: bytes | Callable[[IO[bytes]], None]
     try:
         counter = next_counter(folder, name)
         for _ in range(MAX_COUNTER_TRIES):
-            filename = f"{name}_{counter:05}_.{ext}"
+            filename = counted_name(name, counter, ext)
             if _link_new(tmp, folder / filename):
                 return OutputFile(folder / filename, filename, subfolder, "temp" if temp else "output")
             counter = max(counter + 1, next_counter(folder, name))

@@ -4,7 +4,7 @@
     from latent_ops.workflow.sweep import Sweep
     runs = Sweep(load("txt2img.json", registry), ["Sampler A.seed=1..64"], registry)
     report = run_sweep(runs, registry, address="local", workers=2, out_dir="output")
-    print(report.succeeded, report.failed)
+    log.info("%d written, %d failed", report.succeeded, report.failed)  # report.prompts says why
 
 Workers are long-lived (a model is loaded once per worker and the node cache lives across
 prompts) and send each prompt's files back; this process writes them, prompt by prompt in sweep

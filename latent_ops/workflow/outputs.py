@@ -22,7 +22,8 @@ from typing import Any
 
 from ..errors import FileAccessError
 from ..media import files
-from .sweep_worker import COUNTED, ProducedFile
+from ..media.folders import COUNTED
+from .sweep_worker import ProducedFile
 
 MANIFEST = ".latent-ops-sweep.jsonl"
 

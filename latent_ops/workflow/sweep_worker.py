@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -26,12 +25,10 @@ from typing import Any
 
 from .. import devices
 from ..media import files
+from ..media.folders import COUNTED
 from .engine import Engine, RunResult, order
 from .errors import ExecutionError, RunInterrupted, ValidationFailed
 from .validate import analyse
-
-COUNTED = re.compile(r"^(?P<stem>.*)_(?P<counter>\d+)_\.(?P<ext>[A-Za-z0-9]+)$")
-"""ComfyUI's output names, ``{stem}_{counter:05}_.{ext}`` (see :func:`latent_ops.media.files.output_path`)."""
 
 
 @dataclass(frozen=True)
